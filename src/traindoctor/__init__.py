@@ -1,0 +1,40 @@
+"""traindoctor: what is wrong with your training run, with evidence from the run, and what to change."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .engine import diagnose
+from .errors import InputError, MissingExtraError, TraindoctorError
+from .finding import Finding, Fix, Report, Severity, Skip
+from .history import Checkpoint, RunHistory, Series
+from .readers import load, load_runs
+
+__all__ = [
+    "__version__",
+    "diagnose",
+    "probe",
+    "load",
+    "load_runs",
+    "Finding",
+    "Fix",
+    "Report",
+    "Severity",
+    "Skip",
+    "Series",
+    "RunHistory",
+    "Checkpoint",
+    "TraindoctorError",
+    "InputError",
+    "MissingExtraError",
+]
+
+
+def probe(model, batch, **kwargs):
+    """Short, side-effect-free experiments on a live PyTorch model and one batch (needs torch)."""
+    from .errors import require
+
+    require("torch", "torch", "traindoctor.probe")
+    from .probes import probe as _probe
+
+    return _probe(model, batch, **kwargs)

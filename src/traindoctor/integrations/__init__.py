@@ -1,0 +1,1 @@
+"""Framework integrations (recorder, Lightning and HF callbacks)."""

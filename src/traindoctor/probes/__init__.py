@@ -1,0 +1,1 @@
+"""Live-model probes (need torch)."""

@@ -1,0 +1,246 @@
+"""load(): read any supported run folder or file into RunHistory objects.
+
+Each format is one module with three names:
+
+    FORMAT = "tensorboard"                       # what `source.format` says
+    def discover(root: Path) -> list[Path]       # the units (files or folders) it reads under root
+    def read(unit: Path) -> Part                 # one unit -> series, hparams, notes
+
+`discover` gets a folder (search it recursively) or a single file (return [file] if it is
+yours). Modules are asked in READERS order and a unit claimed by an earlier one is not offered
+to a later one, so specific formats (Lightning's metrics.csv) go before generic ones (any CSV).
+Units are grouped into runs by `Part.run_dir`; parts of one run are merged.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..history import Checkpoint, RunHistory, Series
+
+__all__ = ["load", "load_runs", "Part", "READERS", "find_checkpoints"]
+
+# Order matters: most specific first.
+READERS = (
+    "tensorboard",
+    "lightning_csv",
+    "hf_trainer",
+    "mlflow",
+    "wandb",
+    "tabular",
+    "textlog",
+)
+
+# Folders that never hold the user's logs and can be huge.
+_SKIP_DIRS = {".git", "__pycache__", ".venv", "venv", "node_modules", ".ipynb_checkpoints", "wandb-artifacts"}
+
+
+@dataclass
+class Part:
+    """What a reader got from one unit."""
+
+    series: dict[str, Series]
+    run_dir: Path
+    format: str
+    hparams: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _reader(name: str):
+    return importlib.import_module(f".{name}", __name__)
+
+
+def walk_files(root: Path) -> list[Path]:
+    """Every file under root, sorted, skipping VCS and virtualenv folders."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
+        out.extend(Path(dirpath) / f for f in sorted(filenames))
+    return out
+
+
+def load_runs(path, *, format: str | None = None) -> list[RunHistory]:
+    """Read every run under `path` (a file or a folder searched recursively)."""
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise InputError(root, "no such file or folder; expected a training-log file or a run folder")
+    if root.is_dir() and not any(root.iterdir()):
+        raise InputError(root, "the folder is empty; expected training logs (TensorBoard events, "
+                               "metrics.csv, trainer_state.json, mlruns/, a .log/.txt/.csv/.jsonl file)")
+    names = READERS if format is None else (format,)
+    if format is not None and format not in READERS:
+        raise InputError(None, f"unknown format {format!r}; formats are: {', '.join(READERS)}")
+    claimed: set[Path] = set()
+    parts: list[Part] = []
+    errors: list[InputError] = []
+    for name in names:
+        mod = _reader(name)
+        for unit in mod.discover(root):
+            unit = Path(unit)
+            if unit in claimed or any(p in claimed for p in unit.parents):
+                continue
+            claimed.add(unit)
+            try:
+                part = mod.read(unit)
+            except InputError as exc:
+                errors.append(exc)
+                continue
+            if part is not None and part.series:
+                parts.append(part)
+    if not parts:
+        if errors:
+            raise errors[0]
+        what = "file" if root.is_file() else "folder"
+        raise InputError(root, f"no training metrics found in this {what}; expected TensorBoard "
+                               "events, Lightning metrics.csv, HF trainer_state.json, MLflow mlruns/, "
+                               "W&B run folders, CSV/JSONL with a step or epoch column, or a text log "
+                               "with loss values")
+    runs = _group(parts, root)
+    notes_from_errors = [str(e) for e in errors]
+    if notes_from_errors:
+        runs = [_add_notes(r, notes_from_errors) for r in runs]
+    return runs
+
+
+def load(path, *, format: str | None = None, run: str | None = None) -> RunHistory:
+    """Read one run. A folder holding several runs needs `run=` (one of the names listed)."""
+    runs = load_runs(path, format=format)
+    if run is not None:
+        match = [r for r in runs if r.run == run]
+        if not match:
+            raise InputError(path, f"no run named {run!r}; runs found: {', '.join(r.run for r in runs)}")
+        return match[0]
+    if len(runs) > 1:
+        raise InputError(
+            path,
+            f"holds {len(runs)} runs ({', '.join(r.run or '.' for r in runs[:8])}"
+            f"{', ...' if len(runs) > 8 else ''}); pass one of their folders, "
+            "or use `traindoctor compare` / load_runs() to read them all",
+        )
+    return runs[0]
+
+
+def _add_notes(run: RunHistory, notes: list[str]) -> RunHistory:
+    from dataclasses import replace
+
+    return replace(run, notes=tuple(run.notes) + tuple(notes))
+
+
+def _group(parts: list[Part], root: Path) -> list[RunHistory]:
+    by_dir: dict[Path, list[Part]] = {}
+    for p in parts:
+        by_dir.setdefault(Path(p.run_dir), []).append(p)
+    base = root if root.is_dir() else root.parent
+    runs = []
+    for run_dir, group in sorted(by_dir.items(), key=lambda kv: str(kv[0])):
+        series: dict[str, Series] = {}
+        hparams: dict[str, Any] = {}
+        notes: list[str] = []
+        formats = []
+        for p in group:
+            for name, s in p.series.items():
+                key = name if name not in series else _unique(name, series)
+                series[key] = s
+            hparams.update(p.hparams)
+            notes.extend(p.notes)
+            if p.format not in formats:
+                formats.append(p.format)
+        try:
+            rel = str(run_dir.resolve().relative_to(base.resolve()))
+        except ValueError:
+            rel = run_dir.name
+        runs.append(
+            RunHistory(
+                series,
+                path=str(run_dir),
+                format="+".join(formats),
+                run="" if rel == "." else rel,
+                hparams=hparams,
+                checkpoints=tuple(find_checkpoints(run_dir)),
+                notes=tuple(notes),
+            )
+        )
+    return runs
+
+
+def _unique(name: str, taken) -> str:
+    i = 2
+    while f"{name}#{i}" in taken:
+        i += 1
+    return f"{name}#{i}"
+
+
+# -- checkpoints --------------------------------------------------------------------------
+_CKPT_EXT = (".ckpt", ".pt", ".pth", ".bin", ".safetensors", ".h5", ".keras", ".pkl", ".npz")
+_EPOCH_RE = re.compile(r"epoch[=_-]?(\d+)", re.I)
+_STEP_RE = re.compile(r"(?:step|iter|it)[=_-]?(\d+)", re.I)
+_HF_RE = re.compile(r"^checkpoint-(\d+)$")
+_TAG_RE = re.compile(r"(?:^|[^a-z])(best|last|latest|final)(?:[^a-z]|$)", re.I)
+
+
+def find_checkpoints(run_dir: Path, max_depth: int = 4) -> list[Checkpoint]:
+    """Checkpoints beside the logs, from their names alone (never opened or unpickled).
+
+    Lightning `epoch=9-step=1230.ckpt`, HF `checkpoint-500/`, and files or folders named
+    best / last / latest / final. Looks in run_dir and up to two levels above it, since
+    Lightning puts `checkpoints/` inside `version_N/` but many scripts save next to the logs.
+    """
+    seen: dict[str, Checkpoint] = {}
+    roots = [Path(run_dir)]
+    for _ in range(2):
+        roots.append(roots[-1].parent)
+    for depth_root, root in enumerate(roots):
+        if not root.is_dir():
+            continue
+        limit = max_depth if depth_root == 0 else 2
+        for dirpath, dirnames, filenames in os.walk(root):
+            rel_depth = len(Path(dirpath).relative_to(root).parts)
+            if rel_depth >= limit:
+                dirnames[:] = []
+            dirnames[:] = [d for d in dirnames if d not in _SKIP_DIRS]
+            for d in list(dirnames):
+                ck = _checkpoint_from_name(Path(dirpath) / d, is_dir=True)
+                if ck:
+                    seen.setdefault(ck.path, ck)
+                    dirnames.remove(d)  # don't descend into a checkpoint folder
+            for f in filenames:
+                ck = _checkpoint_from_name(Path(dirpath) / f, is_dir=False)
+                if ck:
+                    seen.setdefault(ck.path, ck)
+        if seen:
+            break
+    return sorted(seen.values(), key=lambda c: (c.step is None, c.step or 0, c.epoch or 0, c.path))
+
+
+def _checkpoint_from_name(p: Path, is_dir: bool) -> Checkpoint | None:
+    name = p.name
+    hf = _HF_RE.match(name)
+    if is_dir and hf:
+        return Checkpoint(str(p), None, int(hf.group(1)), None)
+    stem = name
+    if not is_dir:
+        if not name.lower().endswith(_CKPT_EXT):
+            return None
+        stem = name.rsplit(".", 1)[0]
+    tag = _TAG_RE.search(stem)
+    ep = _EPOCH_RE.search(stem)
+    st = _STEP_RE.search(stem)
+    looks_ckpt = "ckpt" in stem.lower() or "checkpoint" in stem.lower() or "model" in stem.lower()
+    if not (tag or ep or (st and not is_dir) or (not is_dir and looks_ckpt)):
+        return None
+    if is_dir and not (tag and (looks_ckpt or "model" in stem.lower() or stem.lower() == tag.group(1).lower())):
+        # a folder counts only when it is clearly a checkpoint folder (best_checkpoint/, best/)
+        if not (is_dir and tag and len(stem) <= 24):
+            return None
+    return Checkpoint(
+        str(p),
+        int(ep.group(1)) if ep else None,
+        int(st.group(1)) if st else None,
+        tag.group(1).lower() if tag else None,
+    )

@@ -1,0 +1,1 @@
+"""Renderers: terminal, Markdown, self-contained HTML, plots."""

@@ -1,0 +1,88 @@
+"""The core contract: Finding/Report serialisation, roles, RunHistory, engine behaviour."""
+
+import json
+
+import numpy as np
+import pytest
+
+import traindoctor as td
+from traindoctor.engine import _internal_error
+from traindoctor.history import infer_role
+
+
+@pytest.mark.parametrize(
+    "name, role",
+    [
+        ("val_loss", "val_loss"), ("eval_loss", "val_loss"), ("Loss/val", "val_loss"),
+        ("val/loss", "val_loss"), ("validation loss", "val_loss"), ("loss", "train_loss"),
+        ("train/position_loss", "train_loss"), ("train_loss_epoch", "train_loss"),
+        ("validation/epoch_loss", "val_loss"), ("val_acc", "val_accuracy"),
+        ("epoch_accuracy", "train_accuracy"), ("lr-Adam", "lr"), ("learning_rate", "lr"),
+        ("grad_norm", "grad_norm"), ("val/epe", "val_error"), ("epoch", "epoch"),
+        ("test_accuracy", "test_accuracy"), ("global_step", "other"),
+    ],
+)
+def test_infer_role(name, role):
+    assert infer_role(name) == role
+
+
+def test_finding_to_dict_has_exactly_the_contract_keys_and_is_json_safe():
+    f = td.Finding("nan_loss", "error", "Loss became NaN at step 3", "train_loss",
+                   {"first_step": np.int64(3), "value": float("nan"), "window": np.array([1.0, 2.0])},
+                   steps=(np.float64(0), 3), fixes=[{"action": "lower the LR", "why": "it exploded"}])
+    d = f.to_dict()
+    assert list(d) == ["code", "severity", "title", "metric", "evidence", "steps", "explanation", "fixes"]
+    assert d["severity"] == "error" and d["evidence"]["value"] == "nan" and d["evidence"]["first_step"] == 3
+    assert d["fixes"][0] == {"action": "lower the LR", "why": "it exploded", "code": None}
+    json.dumps(d, allow_nan=False)
+
+
+def test_report_orders_by_severity_and_fail_on():
+    info = td.Finding("plateau", "info", "a")
+    err = td.Finding("nan_loss", "error", "b")
+    r = td.Report([info, err])
+    assert r.codes() == ["nan_loss", "plateau"]
+    assert r.fails("error") and r.fails("warning")
+    assert not td.Report([info]).fails("warning")
+    assert td.Report([info]).fails("info")
+    assert r.filtered(ignore=["nan_loss"]).codes() == ["plateau"]
+
+
+def test_series_normalized_sorts_and_keeps_last_duplicate():
+    s = td.Series("loss", [3, 1, 2, 2], [30.0, 10.0, 20.0, 21.0])
+    n = s.normalized()
+    assert n.steps.tolist() == [1, 2, 3] and n.values.tolist() == [10.0, 21.0, 30.0]
+    assert s.steps.tolist() == [3, 1, 2, 2]  # input untouched
+    with pytest.raises(ValueError):
+        s.values[0] = 1.0  # read-only
+
+
+def test_per_epoch_means():
+    s = td.Series("train_loss", np.arange(6), [1, 3, 2, 4, 5, 7], epochs=[0, 0, 1, 1, 2, 2])
+    pe = s.per_epoch()
+    assert pe.values.tolist() == [2.0, 3.0, 6.0] and pe.epochs.tolist() == [0, 1, 2]
+    assert pe.is_per_epoch and pe.unit == "epoch"
+
+
+def test_primary_prefers_canonical_name():
+    run = td.RunHistory.from_dict({"val_loss_x": [1, 2], "val_loss": [3, 4], "val_loss_y": [5, 6]})
+    assert run.primary("val_loss").name == "val_loss"
+    run = td.RunHistory.from_dict({"train/position_loss": [1], "train/total_loss": [2]})
+    assert run.primary("train_loss").name == "train/total_loss"
+
+
+def test_with_roles_override_and_errors():
+    run = td.RunHistory.from_dict({"val/epe": [1, 2]})
+    assert run.with_roles({"val/epe": "val_loss"})["val/epe"].role == "val_loss"
+    with pytest.raises(KeyError, match="this run has: val/epe"):
+        run.with_roles({"nope": "val_loss"})
+    with pytest.raises(ValueError, match="unknown role"):
+        run.with_roles({"val/epe": "banana"})
+
+
+def test_internal_error_finding_is_visible():
+    try:
+        raise ZeroDivisionError("boom")
+    except ZeroDivisionError as exc:
+        f = _internal_error("plateau", exc)
+    assert f.code == "internal_error" and "plateau" in f.title and "boom" in f.evidence["error"]
