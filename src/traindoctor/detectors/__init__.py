@@ -1,11 +1,12 @@
 """Curve detectors: plain functions registered with @detector, grouped by family.
 
-Importing this package imports every module listed here, which registers them.
+Importing this package imports every public module in it (not those starting with "_"),
+which runs their @detector decorators. Adding a detector is adding a file.
 """
 
+import pkgutil
 from importlib import import_module
 
-MODULES = ()
-
-for _name in MODULES:
-    import_module(f".{_name}", __name__)
+for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    if not _info.name.startswith("_"):
+        import_module(f".{_info.name}", __name__)

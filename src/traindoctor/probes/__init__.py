@@ -1,1 +1,1 @@
-"""Live-model probes (need torch)."""
+"""Live-model probes (need torch). Public entry point: probe(model, batch, ...)."""

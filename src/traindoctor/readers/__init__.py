@@ -155,6 +155,7 @@ def _group(parts: list[Part], root: Path) -> list[RunHistory]:
             rel = str(run_dir.resolve().relative_to(base.resolve()))
         except ValueError:
             rel = run_dir.name
+        hparams = {**read_hparams_file(run_dir), **hparams}
         runs.append(
             RunHistory(
                 series,
@@ -174,6 +175,53 @@ def _unique(name: str, taken) -> str:
     while f"{name}#{i}" in taken:
         i += 1
     return f"{name}#{i}"
+
+
+def read_hparams_file(run_dir: Path) -> dict[str, Any]:
+    """hparams.yaml (Lightning) or hparams.json beside the logs; {} when absent or unreadable.
+
+    A broken hparams file must not stop a diagnosis: hparams only feed `compare` and the report.
+    """
+    for name in ("hparams.yaml", "hparams.yml", "hparams.json"):
+        f = Path(run_dir) / name
+        if not f.is_file():
+            continue
+        try:
+            text = f.read_text(encoding="utf-8")
+            if name.endswith("json"):
+                import json
+
+                data = json.loads(text)
+            else:
+                try:
+                    import yaml
+
+                    data = yaml.safe_load(text)
+                except ImportError:
+                    data = _flat_yaml(text)
+        except Exception:
+            return {}
+        return dict(data) if isinstance(data, dict) else {}
+    return {}
+
+
+def _flat_yaml(text: str) -> dict[str, Any]:
+    """Top-level `key: value` pairs of a YAML file, for when pyyaml is not installed."""
+    out: dict[str, Any] = {}
+    for line in text.splitlines():
+        if not line or line[0] in " #-\t" or ":" not in line:
+            continue
+        key, _, val = line.partition(":")
+        val = val.strip().strip("'\"")
+        for cast in (int, float):
+            try:
+                out[key.strip()] = cast(val)
+                break
+            except ValueError:
+                continue
+        else:
+            out[key.strip()] = val
+    return out
 
 
 # -- checkpoints --------------------------------------------------------------------------
