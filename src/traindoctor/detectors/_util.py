@@ -1,0 +1,263 @@
+"""Numeric helpers shared by the curve detectors (numpy only, no state, inputs never modified).
+
+Every function takes plain arrays (or a Series) and returns new values; raw values are never
+overwritten by smoothed ones (the pytorch-lr-finder lesson). Non-finite values are ignored
+wherever a statistic is computed, so a NaN in a crashed run cannot poison a noise estimate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = [
+    "MAD_TO_SIGMA",
+    "sig",
+    "finite_xy",
+    "mad",
+    "diff_noise",
+    "residual_noise",
+    "noise_scale",
+    "robust_z",
+    "smooth",
+    "rolling_median",
+    "ema",
+    "improvement",
+    "is_meaningful_improvement",
+    "chance_loss",
+    "classes_from_accuracy",
+    "classes_from_hparams",
+    "best_index",
+    "linear_slope",
+    "fmt",
+]
+
+# 1.4826 * MAD estimates the standard deviation of normally distributed data
+# (Rousseeuw & Croux 1993, "Alternatives to the median absolute deviation").
+MAD_TO_SIGMA = 1.4826
+
+
+def sig(x: float, digits: int = 4) -> float:
+    """Round to `digits` significant digits (what findings quote), keeping non-finite values."""
+    x = float(x)
+    if not math.isfinite(x) or x == 0.0:
+        return x
+    return float(f"{x:.{digits}g}")
+
+
+def fmt(x: float, digits: int = 4) -> str:
+    """The text form of `sig(x)`: use it in titles so they quote exactly the evidence value."""
+    x = sig(x, digits)
+    if not math.isfinite(x):
+        return str(x)
+    if x == int(x) and abs(x) < 1e15:
+        return str(int(x))
+    return f"{x:.{digits}g}"
+
+
+def finite_xy(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (x, y) pairs where both are finite, as new arrays."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    return x[ok], y[ok]
+
+
+def mad(values: np.ndarray) -> float:
+    """Median absolute deviation from the median, scaled to a standard deviation (NaN if empty)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return float("nan")
+    return float(MAD_TO_SIGMA * np.median(np.abs(v - np.median(v))))
+
+
+def diff_noise(values: np.ndarray) -> float:
+    """Point-to-point noise of a curve from the MAD of its first differences.
+
+    For y_t = trend_t + e_t with independent noise e, the difference of two neighbours has
+    standard deviation sqrt(2)*sigma; removing the median difference removes a locally linear
+    trend, so a smoothly decaying loss does not count as noise. Robust to isolated spikes.
+    NaN with fewer than 3 finite points.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size < 3:
+        return float("nan")
+    return mad(np.diff(v)) / math.sqrt(2.0)
+
+
+def rolling_median(values: np.ndarray, window: int) -> np.ndarray:
+    """Centred rolling median (window shrinks at the ends); NaNs are skipped. A new array."""
+    v = np.asarray(values, dtype=np.float64)
+    n = v.size
+    window = max(1, int(window))
+    if n == 0 or window == 1:
+        return v.copy()
+    half = window // 2
+    if n > 20000:  # keep it cheap on long step-level series: subsample the window
+        return _rolling_median_strided(v, half)
+    pad = np.pad(v, (half, half), mode="constant", constant_values=np.nan)
+    windows = np.lib.stride_tricks.sliding_window_view(pad, 2 * half + 1)
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows -> NaN, on purpose
+            out = np.nanmedian(windows, axis=1)
+    return out
+
+
+def _rolling_median_strided(v: np.ndarray, half: int) -> np.ndarray:
+    # median over a centred window taken at most 31 points apart: exact enough for a trend
+    step = max(1, (2 * half + 1) // 31)
+    offsets = np.arange(-half, half + 1, step)
+    idx = np.clip(np.arange(v.size)[:, None] + offsets[None, :], 0, v.size - 1)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(v[idx], axis=1)
+
+
+def ema(values: np.ndarray, alpha: float = 0.1) -> np.ndarray:
+    """Exponential moving average (TensorBoard-style, debiased like Adam); NaNs carry forward."""
+    v = np.asarray(values, dtype=np.float64)
+    out = np.empty_like(v)
+    acc, weight = 0.0, 0.0
+    for i, x in enumerate(v):
+        if math.isfinite(x):
+            acc = (1 - alpha) * acc + alpha * x
+            weight = (1 - alpha) * weight + alpha
+        out[i] = acc / weight if weight > 0 else np.nan
+    return out
+
+
+def smooth(values: np.ndarray, window: int | None = None) -> np.ndarray:
+    """A smoothed copy: centred rolling median over ~5% of the points (at least 3, odd)."""
+    v = np.asarray(values, dtype=np.float64)
+    if window is None:
+        window = max(3, (v.size // 20) | 1)
+    return rolling_median(v, window)
+
+
+def residual_noise(values: np.ndarray, window: int | None = None) -> float:
+    """Noise as the MAD of the residuals from `smooth(values)` (NaN with < 3 finite points).
+
+    Better than `diff_noise` for curves with strong serial correlation (epoch-level val loss).
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if np.isfinite(v).sum() < 3:
+        return float("nan")
+    return mad(v - smooth(v, window))
+
+
+def noise_scale(values: np.ndarray, floor_rel: float = 1e-3) -> float:
+    """One robust noise level for thresholds: the larger of `diff_noise` and `residual_noise`,
+    floored at `floor_rel` times the median absolute value (so a perfectly smooth synthetic
+    curve does not make every wiggle "many sigmas"). NaN with fewer than 3 finite points.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    f = v[np.isfinite(v)]
+    if f.size < 3:
+        return float("nan")
+    candidates = [diff_noise(f), residual_noise(f)]
+    level = max((c for c in candidates if math.isfinite(c)), default=0.0)
+    floor = floor_rel * float(np.median(np.abs(f)))
+    return float(max(level, floor, 1e-12))
+
+
+def robust_z(values: np.ndarray, center: float | None = None, scale: float | None = None) -> np.ndarray:
+    """(values - median) / (1.4826 * MAD), a new array; NaN where values are not finite.
+
+    Pass `center`/`scale` to measure against a reference (e.g. the noise of a quiet window).
+    """
+    v = np.asarray(values, dtype=np.float64)
+    f = v[np.isfinite(v)]
+    c = float(np.median(f)) if center is None and f.size else (center if center is not None else 0.0)
+    s = mad(f) if scale is None else float(scale)
+    if not math.isfinite(s) or s <= 0:
+        s = 1e-12
+    with np.errstate(all="ignore"):
+        return (v - c) / s
+
+
+def improvement(before: float, after: float, higher_is_better: bool = False) -> float:
+    """How much `after` is better than `before` (positive = better), in the metric's units."""
+    return (after - before) if higher_is_better else (before - after)
+
+
+def is_meaningful_improvement(
+    before: float,
+    after: float,
+    noise: float,
+    *,
+    k: float = 3.0,
+    higher_is_better: bool = False,
+    rel: float = 0.0,
+) -> bool:
+    """True when `after` beats `before` by more than `k` noise levels and by more than `rel`
+    of |before|. k=3 is the usual three-sigma rule; both thresholds belong in the evidence.
+    """
+    gain = improvement(before, after, higher_is_better)
+    if not (math.isfinite(gain) and math.isfinite(noise)):
+        return False
+    return gain > k * noise and gain > rel * abs(before)
+
+
+def chance_loss(n_classes: int) -> float:
+    """Cross-entropy of a uniform guess over C classes: ln C (ln 2 = 0.6931 for binary)."""
+    if n_classes < 2:
+        raise ValueError(f"chance-level loss needs at least 2 classes, got {n_classes}")
+    return math.log(n_classes)
+
+
+def classes_from_accuracy(acc: float, *, tol: float = 0.02, max_classes: int = 1000) -> int | None:
+    """The class count C for which an accuracy sits at chance 1/C (within `tol` absolute,
+    relative for small 1/C), or None. 0.1 -> 10, 0.5 -> 2. Accuracies may be in [0, 1] or %.
+    """
+    if not math.isfinite(acc) or acc <= 0:
+        return None
+    a = acc / 100.0 if acc > 1.0 else acc
+    if a >= 1.0:
+        return None
+    c = int(round(1.0 / a))
+    if c < 2 or c > max_classes:
+        return None
+    chance = 1.0 / c
+    # absolute tolerance, tightened for many classes so 0.012 counts as 1/100 but 0.02 does not
+    return c if abs(a - chance) <= min(tol, 0.2 * chance) else None
+
+
+def classes_from_hparams(hparams) -> int | None:
+    """A class count named in the run's hparams (num_classes, n_classes, num_labels...)."""
+    for key in ("num_classes", "n_classes", "num_labels", "nclasses", "classes", "n_class"):
+        val = (hparams or {}).get(key)
+        try:
+            c = int(val)
+        except (TypeError, ValueError):
+            continue
+        if c >= 2:
+            return c
+    return None
+
+
+def best_index(values: np.ndarray, higher_is_better: bool = False) -> int | None:
+    """Index of the best finite value (the first one on ties, like EarlyStopping), or None."""
+    v = np.asarray(values, dtype=np.float64)
+    ok = np.isfinite(v)
+    if not ok.any():
+        return None
+    w = np.where(ok, v if higher_is_better else -v, -np.inf)
+    return int(np.argmax(w))
+
+
+def linear_slope(x: Sequence[float], y: Sequence[float]) -> float:
+    """Least-squares slope of y over x on finite pairs (NaN with < 2 distinct x)."""
+    xx, yy = finite_xy(np.asarray(x), np.asarray(y))
+    if xx.size < 2 or np.ptp(xx) == 0:
+        return float("nan")
+    xm = xx - xx.mean()
+    return float((xm * (yy - yy.mean())).sum() / (xm * xm).sum())
