@@ -50,6 +50,10 @@ class Part:
     format: str
     hparams: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # True when several units of one run log the same series (a restarted run's event files):
+    # same-named series of merge parts are joined, the later part winning a duplicate step,
+    # instead of being kept apart as "name#2".
+    merge: bool = False
 
 
 def _reader(name: str):
@@ -143,10 +147,16 @@ def _group(parts: list[Part], root: Path) -> list[RunHistory]:
         hparams: dict[str, Any] = {}
         notes: list[str] = []
         formats = []
+        merged: set[str] = set()
         for p in group:
             for name, s in p.series.items():
+                if p.merge and name in merged:
+                    series[name] = _concat(series[name], s)
+                    continue
                 key = name if name not in series else _unique(name, series)
                 series[key] = s
+                if p.merge:
+                    merged.add(key)
             hparams.update(p.hparams)
             notes.extend(p.notes)
             if p.format not in formats:
@@ -168,6 +178,20 @@ def _group(parts: list[Part], root: Path) -> list[RunHistory]:
             )
         )
     return runs
+
+
+def _concat(a: Series, b: Series) -> Series:
+    """a then b, sorted by step; on a duplicate step b's point wins (Series.normalized)."""
+    import numpy as np
+
+    def cat(x, y, attr):
+        if getattr(x, attr) is None and getattr(y, attr) is None:
+            return None
+        return np.concatenate([np.full(len(s), np.nan) if getattr(s, attr) is None else getattr(s, attr)
+                               for s in (x, y)])
+
+    return Series(a.name, np.concatenate([a.steps, b.steps]), np.concatenate([a.values, b.values]),
+                  cat(a, b, "epochs"), cat(a, b, "wall_times"), a.role).normalized()
 
 
 def _unique(name: str, taken) -> str:
