@@ -1,0 +1,338 @@
+"""overfitting and train_val_gap: validation got worse (or stopped improving) while training
+kept improving, with the early-stopping counterfactual and which checkpoint to keep.
+
+The counterfactual replays Lightning's EarlyStopping exactly (mode="min"/"max", min_delta=0,
+one check per validation): a value counts as an improvement only when strictly better than
+the best so far; after `patience` checks without one, training stops at that check.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+
+from ..finding import Finding, Fix, Skip
+from ..history import RunHistory, Series
+from ..registry import detector
+from ._util import best_index, fmt, noise_scale, sig
+
+# validation metrics the checks can monitor, most preferred first
+VAL_ROLES = ("val_loss", "val_error", "val_accuracy")
+PATIENCES = (3, 5, 10, 15)  # the issue's list; Lightning's default patience is 3
+
+
+# -- shared pieces ----------------------------------------------------------------------
+def monitored(history: RunHistory) -> Series | None:
+    """The validation series early stopping would monitor: val_loss, else an error, else accuracy."""
+    for role in VAL_ROLES:
+        s = history.primary(role)
+        if s is not None:
+            return s
+    return None
+
+
+def per_check(s: Series) -> Series:
+    """One point per validation check, finite values only; epoch-averaged when the series was
+    logged several times an epoch and that still leaves enough points."""
+    s = s.finite()
+    if s.has_epochs and not s.is_per_epoch:
+        pe = s.per_epoch()
+        if len(pe) >= 5:
+            return pe
+    return s
+
+
+def early_stop_index(values: np.ndarray, patience: int, higher_is_better: bool = False) -> int | None:
+    """Index of the check where Lightning's EarlyStopping(min_delta=0) stops, or None.
+
+    Pure function, like Lightning's `_evaluate_stopping_criteria`: improvement is strictly
+    better than the best so far; `wait >= patience` stops.
+    """
+    best = -math.inf if higher_is_better else math.inf
+    wait = 0
+    for i, v in enumerate(values):
+        better = v > best if higher_is_better else v < best
+        if better:
+            best, wait = v, 0
+        else:
+            wait += 1
+            if wait >= patience:
+                return i
+    return None
+
+
+def counterfactual(s: Series, unit: str, patiences=PATIENCES) -> list[dict]:
+    """For each patience: where EarlyStopping would have stopped, what it kept, what it saved."""
+    x = s.x(unit)
+    v = s.values
+    n = len(s)
+    out = []
+    for p in patiences:
+        i = early_stop_index(v, p, s.higher_is_better)
+        row: dict = {"patience": p, f"stop_{unit}": None, f"kept_{unit}": None, "kept_value": None,
+                     f"{unit}s_saved": 0, "checks_saved": 0, "share_saved": 0.0,
+               "pct_saved": 0.0}
+        if i is not None:
+            kept = best_index(v[: i + 1], s.higher_is_better)
+            row[f"stop_{unit}"] = _num(x[i])
+            row[f"kept_{unit}"] = _num(x[kept])
+            row["kept_value"] = sig(v[kept])
+            row[f"{unit}s_saved"] = _num(x[-1] - x[i])
+            row["checks_saved"] = n - 1 - i
+            row["share_saved"] = sig((n - 1 - i) / n, 3)
+            row["pct_saved"] = sig(100 * (n - 1 - i) / n, 3)
+            if s.wall_times is not None and np.isfinite(s.wall_times[[i, -1]]).all():
+                row["seconds_saved"] = sig(s.wall_times[-1] - s.wall_times[i], 3)
+        out.append(row)
+    return out
+
+
+def choose_checkpoint(history: RunHistory, best_x: float, best_step: float, unit: str) -> dict:
+    """The checkpoint on disk to keep: at or nearest before the best; "best"-tagged when no
+    checkpoint says its epoch/step; none when nothing fits."""
+    cks = list(history.checkpoints)
+    key = "epoch" if unit == "epoch" else "step"
+    target = best_x if unit == "epoch" else best_step
+    numbered = [c for c in cks if getattr(c, key) is not None and getattr(c, key) <= target]
+    if numbered:
+        c = max(numbered, key=lambda c: getattr(c, key))
+        return {"path": c.path, key: getattr(c, key), "reason": f"at or nearest before the best {unit}"}
+    if unit == "epoch":  # HF-style step checkpoints can still be matched by step
+        by_step = [c for c in cks if c.step is not None and c.epoch is None and c.step <= best_step]
+        if by_step:
+            c = max(by_step, key=lambda c: c.step)
+            return {"path": c.path, "step": c.step, "reason": "at or nearest before the best step"}
+    tagged = [c for c in cks if c.tag == "best"]
+    if tagged:
+        return {"path": tagged[0].path, "reason": "tagged best (its epoch is not in its name)"}
+    return {}
+
+
+def _num(x: float):
+    x = float(x)
+    return int(x) if x.is_integer() else sig(x)
+
+
+def _train_at(history: RunHistory, ref: Series, unit: str) -> np.ndarray | None:
+    """The training loss at each check of `ref` (epoch means when epochs are known, else the
+    value interpolated at the check's step); None without a training loss."""
+    t = history.primary("train_loss")
+    if t is None:
+        return None
+    t = t.finite()
+    if len(t) < 2:
+        return None
+    if unit == "epoch" and t.has_epochs:
+        pe = t.per_epoch()
+        ep = np.floor(pe.epochs)
+        idx = np.searchsorted(ep, ref.epochs, side="right") - 1
+        out = np.where(idx >= 0, pe.values[np.clip(idx, 0, len(pe) - 1)], np.nan)
+        return out
+    return np.interp(ref.steps, t.steps, t.values, left=np.nan, right=t.values[-1])
+
+
+# -- overfitting --------------------------------------------------------------------------
+# -- overfitting --------------------------------------------------------------------------
+@detector("overfitting", requires=(VAL_ROLES,))
+def overfitting(
+    history: RunHistory,
+    *,
+    min_checks: int = 5,  # fewer validations cannot show a best followed by a rise
+    min_after: int = 3,  # Lightning's default EarlyStopping patience: fewer is not a trend
+    k_noise: float = 3.0,  # three-sigma rule against the series' own robust noise (_util)
+    min_rel_rise: float = 0.02,  # and at least 2% of the best value: tiny noise is not a license
+    stall_share: float = 0.4,  # "stalled" needs no new best for 40% of the run...
+    min_stall: int = 10,  # ...and for at least 10 checks (longest patience people use but one)
+    min_train_drop: float = 0.10,  # while the training loss fell >= 10% (memorising, not done)
+) -> Iterable[Finding | Skip]:
+    """Validation got worse (or stopped improving) while training kept improving."""
+    raw = monitored(history)
+    if raw is None:
+        return
+    s = per_check(raw)
+    n = len(s)
+    if n < min_checks:
+        yield Skip("overfitting", f"{raw.name} has {n} finite validation points; needs {min_checks}")
+        return
+    unit = s.unit
+    x, v = s.x(unit), s.values
+    hib = s.higher_is_better
+    b = best_index(v, hib)
+    after = n - 1 - b
+    if after < min_after:
+        return  # the best is among the last checks: nothing to say
+    sign = -1.0 if hib else 1.0
+    best_v, final_v = float(v[b]), float(v[-1])
+    noise = noise_scale(v)
+    tail_k = max(3, min(10, after // 3))
+    tail_level = float(np.median(v[-tail_k:]))
+    rise = sign * (tail_level - best_v)
+    rising = rise > k_noise * noise and rise > min_rel_rise * abs(best_v)
+
+    tr = _train_at(history, s, unit)
+    tr_best = tr_end = train_drop = tr_noise = None
+    if tr is not None and np.isfinite(tr[b]) and np.isfinite(tr[-1]):
+        tr_best, tr_end = float(tr[b]), float(tr[-1])
+        tr_noise = noise_scale(tr)
+        train_drop = (tr_best - tr_end) / abs(tr_best) if tr_best != 0 else 0.0
+    train_fell = (
+        train_drop is not None and train_drop >= min_train_drop
+        and (tr_best - tr_end) > k_noise * (tr_noise if math.isfinite(tr_noise) else 0.0)
+    )
+    stalled = (not rising and after >= max(min_stall, stall_share * n) and train_fell)
+    if not (rising or stalled):
+        return
+
+    since = _num(x[-1] - x[b])
+    bx = _num(x[b])
+    onset_i = b + 1
+    if rising:
+        above = np.flatnonzero(sign * (v[b + 1:] - best_v) > k_noise * noise)
+        onset_i = b + 1 + int(above[0]) if above.size else b + 1
+    rows = counterfactual(s, unit)
+    ck = choose_checkpoint(history, float(x[b]), float(s.steps[b]), unit)
+    ev = {
+        "unit": unit,
+        f"best_{unit}": bx,
+        "best_value": sig(best_v),
+        f"final_{unit}": _num(x[-1]),
+        "final_value": sig(final_v),
+        f"{unit}s_since_best": since,
+        "checks_since_best": after,
+        "total_checks": n,
+        "share_of": f"the {n} validation checks run ({unit}s {_num(x[0])}..{_num(x[-1])})",
+        "tail_median": sig(tail_level),
+        "tail_points": tail_k,
+        "rise": sig(rise),
+        "noise": sig(noise),
+        "rise_in_noise": sig(rise / noise, 3),
+        "kind": "rising" if rising else "stalled",
+        f"onset_{unit}": _num(x[onset_i]),
+        "mode": "max" if hib else "min",
+        "early_stopping": rows,
+        "checkpoint": ck or None,
+        "checkpoints_found": len(history.checkpoints),
+        "thresholds": {"k_noise": k_noise, "min_rel_rise": min_rel_rise, "min_after": min_after,
+                       "stall_share": stall_share, "min_stall": min_stall,
+                       "min_train_drop": min_train_drop, "min_checks": min_checks},
+    }
+    if tr_best is not None:
+        ev.update({"train_loss_at_best": sig(tr_best), "train_loss_final": sig(tr_end),
+                   "train_change_pct": sig(-100 * train_drop, 3)})
+    word = "accuracy" if hib else "value"
+    if rising:
+        title = (f"{s.name} has got worse for {since} {unit}s since its best at {unit} {bx} "
+                 f"({fmt(best_v)} -> {fmt(final_v)})")
+        expl = (f"{s.name} was best at {unit} {bx} ({fmt(best_v)}); over the last {tail_k} checks its "
+                f"median is {fmt(tail_level)}, worse by {fmt(rise)}, which is {fmt(rise / noise, 3)} times "
+                f"its own point-to-point noise ({fmt(noise)}).")
+    else:
+        title = (f"{s.name} has not improved for {since} {unit}s since its best at {unit} {bx} "
+                 f"while the training loss kept falling")
+        expl = (f"{s.name} was best at {unit} {bx} ({fmt(best_v)}) and no later check beat it in "
+                f"{after} checks.")
+    if tr_best is not None:
+        expl += (f" Over the same {unit}s the training loss went from {fmt(tr_best)} to {fmt(tr_end)} "
+                 f"({fmt(-100 * train_drop, 3)}%): the model fits the training data better without "
+                 f"generalising better, which is what overfitting looks like.")
+    yield Finding(
+        "overfitting", "warning", title, metric=s.name, evidence=ev,
+        steps=(bx, _num(x[-1])), explanation=expl,
+        fixes=_fixes(s, unit, rows, ck, bx, n, word),
+    )
+
+
+def _fixes(s: Series, unit: str, rows: list[dict], ck: dict, bx, n: int, word: str) -> list[Fix]:
+    fixes = []
+    mode = "max" if s.higher_is_better else "min"
+    stopped = [r for r in rows if r[f"stop_{unit}"] is not None]
+    pick = next((r for r in stopped if r["patience"] == 5), stopped[0] if stopped else None)
+    if ck:
+        where = ck.get("epoch", ck.get("step"))
+        at = f" ({'epoch' if 'epoch' in ck else 'step'} {where})" if where is not None else ""
+        fixes.append(Fix(f"Evaluate and deploy {ck['path']}{at}, not the last weights",
+                         f"it is the checkpoint {ck['reason']} {bx}, where {s.name} was best", None))
+    else:
+        fixes.append(Fix(
+            f"No checkpoint was found at or before {unit} {bx}: save the best one from now on",
+            "the weights from the best check are otherwise lost when training goes on",
+            f'ModelCheckpoint(monitor="{s.name}", mode="{mode}", save_top_k=1)'
+            "  # HF: TrainingArguments(load_best_model_at_end=True, metric_for_best_model=...)",
+        ))
+    if pick is not None:
+        p = pick["patience"]
+        saved = pick["checks_saved"]
+        pct = fmt(pick["pct_saved"], 3)
+        fixes.append(Fix(
+            f"Stop early: EarlyStopping(monitor='{s.name}', patience={p}) would have stopped at {unit} "
+            f"{pick[f'stop_{unit}']}, keeping {s.name} {fmt(pick['kept_value'])} and saving {saved} of "
+            f"{n} {unit}s ({pct}%)",
+            "training past the best check only made the monitored metric worse",
+            f'EarlyStopping(monitor="{s.name}", mode="{mode}", patience={p})',
+        ))
+    fixes.append(Fix(
+        "Regularise: more data or augmentation, dropout, weight decay, or a smaller model",
+        "they narrow the gap between what the model fits and what generalises", None,
+    ))
+    return fixes
+
+
+# -- train_val_gap ------------------------------------------------------------------------
+@detector("train_val_gap", requires=("train_loss", "val_loss"))
+def train_val_gap(
+    history: RunHistory,
+    *,
+    min_ratio: float = 1.5,  # val loss 50% above train loss: the seeds' "gap > 2x" is looser
+    min_checks: int = 3,
+) -> Iterable[Finding | Skip]:
+    """Validation loss far above training loss, at the best check and at the end (context)."""
+    raw = history.primary("val_loss")
+    s = per_check(raw)
+    if len(s) < min_checks:
+        yield Skip("train_val_gap", f"{raw.name} has {len(s)} finite points; needs {min_checks}")
+        return
+    unit = s.unit
+    tr = _train_at(history, s, unit)
+    if tr is None or not np.isfinite(tr).any():
+        yield Skip("train_val_gap", "no finite training loss at the validation checks")
+        return
+    x, v = s.x(unit), s.values
+    b = best_index(v)
+    last = int(np.flatnonzero(np.isfinite(tr))[-1])
+    if not np.isfinite(tr[b]):
+        return
+
+    def at(i):
+        gap = float(v[i] - tr[i])
+        ratio = float(v[i] / tr[i]) if tr[i] > 0 and v[i] >= 0 else None
+        return gap, ratio
+
+    gap_b, ratio_b = at(b)
+    gap_e, ratio_e = at(last)
+    if ratio_e is None or ratio_e < min_ratio or gap_e <= 0:
+        return
+    ev = {
+        "unit": unit,
+        f"best_{unit}": _num(x[b]), "val_at_best": sig(v[b]), "train_at_best": sig(tr[b]),
+        "gap_at_best": sig(gap_b), "ratio_at_best": None if ratio_b is None else sig(ratio_b, 3),
+        f"end_{unit}": _num(x[last]), "val_at_end": sig(v[last]), "train_at_end": sig(tr[last]),
+        "gap_at_end": sig(gap_e), "ratio_at_end": sig(ratio_e, 3),
+        "best_val": sig(v[b]),
+        "thresholds": {"min_ratio": min_ratio, "min_checks": min_checks},
+    }
+    title = (f"Validation loss is {fmt(ratio_e, 3)}x the training loss at the end "
+             f"(train {fmt(tr[last])} vs val {fmt(v[last])}; best val {fmt(v[b])})")
+    yield Finding(
+        "train_val_gap", "info", title, metric=s.name, evidence=ev,
+        steps=(_num(x[b]), _num(x[last])),
+        explanation=(
+            f"At the best {unit} ({_num(x[b])}) training loss was {fmt(tr[b])} and validation "
+            f"{fmt(v[b])} (gap {fmt(gap_b)}); at the end they are {fmt(tr[last])} and "
+            f"{fmt(v[last])} (gap {fmt(gap_e)}). A gap alone is common (dropout and augmentation "
+            "raise the training loss); it matters when it grows while validation stops improving."
+        ),
+        fixes=[Fix("Regularise if validation has stopped improving: dropout, weight decay, "
+                   "augmentation, more data", "they trade training fit for generalisation", None)],
+    )
