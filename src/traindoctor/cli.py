@@ -183,12 +183,15 @@ def emit(reports, args) -> None:
 
 
 def cmd_list(args) -> int:
-    from .catalog import CATALOG
+    from .catalog import CATALOG, entry
     from .registry import all_checks
 
     checks = all_checks()
-    width = max(len(c) for c in CATALOG)
-    for code, entry in CATALOG.items():
-        kind = checks[code].kind if code in checks else entry.get("family", "")
-        print(f"{code:<{width}}  {kind:<8}  {entry['summary']}")
+    # registered codes the catalog does not know yet still appear (from their docstring)
+    codes = list(CATALOG) + sorted(c for c in checks if c not in CATALOG)
+    width = max(len(c) for c in codes)
+    for code in codes:
+        e = entry(code)
+        status = "" if code in checks or e["family"] == "meta" else "  (not available here)"
+        print(f"{code:<{width}}  {e['family']:<5}  {e['summary']}{status}")
     return EXIT_OK
