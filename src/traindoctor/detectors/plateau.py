@@ -1,0 +1,179 @@
+"""plateau: no meaningful improvement since some point, measured against the curve's own noise.
+
+"Meaningful" is k times the noise of the *smoothed* curve (a rolling median over w points has
+roughly noise*1.25/sqrt(w), Hampel et al. 1986), so a slow real decline is not a plateau while a
+flat line with noise is. A loss that flattened after falling most of the way is convergence
+(info at most); a loss flat for most of the run, or flat at the chance-level loss ln C, is not.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+
+from ..finding import Finding, Fix, Skip
+from ..history import RunHistory, Series
+from ..registry import detector
+from ._util import chance_loss, classes_from_accuracy, classes_from_hparams, fmt, noise_scale, sig, smooth
+
+ROLES = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
+
+
+def plateau_start(values: np.ndarray, threshold: float, higher_is_better: bool = False) -> int:
+    """First index after which the smoothed curve never improves by more than `threshold`."""
+    v = -values if higher_is_better else values
+    future_best = np.minimum.accumulate(v[::-1])[::-1]
+    can_gain = v - future_best
+    over = np.flatnonzero(can_gain > threshold)
+    return int(over[-1]) + 1 if over.size else 0
+
+
+def class_count(history: RunHistory) -> tuple[int | None, str]:
+    """Class count from hparams, else from an accuracy stuck at 1/C; with where it came from."""
+    c = classes_from_hparams(history.hparams)
+    if c:
+        return c, "hparams"
+    for role in ("train_accuracy", "val_accuracy"):
+        s = history.primary(role)
+        if s is not None and len(s.finite()) >= 5:
+            level = float(np.median(s.finite().values[-max(3, len(s) // 5):]))
+            c = classes_from_accuracy(level)
+            if c:
+                return c, f"{s.name} stuck near 1/{c}"
+    return None, ""
+
+
+@detector("plateau", requires=(ROLES,))
+def plateau(
+    history: RunHistory,
+    *,
+    min_points: int = 10,
+    k_noise: float = 3.0,  # three-sigma rule on the smoothed curve's noise
+    warn_share: float = 0.5,  # flat for half the run or more: the user should act
+    info_share: float = 0.3,  # flat for the last 30%: context only
+    converged_drop: float = 0.5,  # fell >= 50% of its starting level before flattening = converged
+    chance_tol: float = 0.1,  # within 10% of ln C counts as "at the chance-level loss"
+    const_rel: float = 5e-4,  # flatter than this is loss_constant's business
+) -> Iterable[Finding | Skip]:
+    """No meaningful improvement since a step (flat loss, accuracy stuck, loss at ln C)."""
+    n_classes, c_source = class_count(history)
+    seen = set()
+    for role in ROLES:
+        raw = history.primary(role)
+        if raw is None or raw.name in seen:
+            continue
+        seen.add(raw.name)
+        s = raw.finite()
+        if s.has_epochs and not s.is_per_epoch and len(s.per_epoch()) >= min_points:
+            s = s.per_epoch()
+        n = len(s)
+        if n < min_points:
+            yield Skip("plateau", f"{raw.name} has {n} finite points; needs {min_points}")
+            continue
+        v = s.values
+        if np.ptp(v) <= const_rel * max(float(np.median(np.abs(v))), 1e-12):
+            continue  # exactly constant: reported by loss_constant
+        yield from _one(s, history, n_classes, c_source, min_points, k_noise, warn_share,
+                        info_share, converged_drop, chance_tol)
+
+
+def _one(s: Series, history, n_classes, c_source, min_points, k_noise, warn_share, info_share,
+         converged_drop, chance_tol):
+    unit = s.unit
+    x, v = s.x(unit), s.values
+    n = len(s)
+    hib = s.higher_is_better
+    w = max(3, (n // 20) | 1)
+    sm = smooth(v, w)
+    noise = noise_scale(v)
+    thr = k_noise * noise * 1.25 / math.sqrt(w)
+    start = plateau_start(sm, thr, hib)
+    flat = n - start
+    share = flat / n
+    if flat < min_points or share < info_share:
+        return
+    level = float(np.median(v[start:]))
+    first = float(sm[0])
+    gain_before = (float(sm[start]) - first) if hib else (first - float(sm[start]))
+    drop = gain_before / abs(first) if first != 0 else 0.0
+    moved = float(np.ptp(sm[start:]))
+    ev = {
+        "unit": unit, f"since_{unit}": _n(x[start]), f"last_{unit}": _n(x[-1]),
+        "flat_points": flat, "points": n, "flat_share": sig(share, 3),
+        "level": sig(level), "moved_smoothed": sig(moved), "noise": sig(noise),
+        "improvement_before": sig(gain_before), "improvement_before_share": sig(drop, 3),
+        "smoothing_window": w,
+        "thresholds": {"k_noise": k_noise, "meaningful_change": sig(thr), "warn_share": warn_share,
+                       "info_share": info_share, "converged_drop": converged_drop,
+                       "chance_tol": chance_tol, "min_points": min_points},
+    }
+    at_chance = majority = False
+    if n_classes:
+        ev["n_classes"] = n_classes
+        ev["n_classes_from"] = c_source
+        if s.kind == "loss":
+            ln_c = chance_loss(n_classes)
+            ev["chance_loss"] = sig(ln_c)
+            at_chance = abs(level - ln_c) <= chance_tol * ln_c
+        elif s.kind == "accuracy":
+            ev["chance_accuracy"] = sig(1.0 / n_classes)
+    if s.kind == "accuracy" and start == 0:
+        lvl = level / 100 if level > 1 else level
+        if classes_from_accuracy(lvl) is None and 0 < lvl < 1:
+            majority = True
+            ev["majority_class_share_guess"] = sig(lvl, 3)
+    converged = drop >= converged_drop and not at_chance
+    warn = at_chance or majority or (share >= warn_share and not converged)
+    severity = "warning" if warn else "info"
+    what = f"{s.name} has not improved meaningfully since {unit} {_n(x[start])}"
+    title = f"{what} ({flat} of {n} points, level {fmt(level)})"
+    expl = (f"Since {unit} {_n(x[start])} the smoothed {s.name} moved by {fmt(moved)}, less than the "
+            f"{fmt(thr)} that counts as a real change for a curve this noisy (noise {fmt(noise)}). ")
+    fixes = []
+    if at_chance:
+        title = f"{s.name} is stuck at the chance-level loss ln {n_classes} = {fmt(ev['chance_loss'])}"
+        expl += (f"A loss of ln {n_classes} = {fmt(ev['chance_loss'])} is what predicting every one of "
+                 f"{n_classes} classes with equal probability gives: the model has learnt nothing. ")
+        fixes.append(Fix("Check that labels match inputs and the loss gets logits (not softmax outputs)",
+                         "a model that cannot beat uniform guessing usually sees broken data or targets",
+                         None))
+    elif majority:
+        title = (f"{s.name} has been flat at {fmt(ev['majority_class_share_guess'], 3)} since {unit} "
+                 f"{_n(x[start])}: not 1/C, so likely the majority-class share")
+        expl += ("An accuracy that never moves from the start and is not 1/C is typically the share "
+                 "of the most frequent class: the model predicts one class for every input. ")
+        fixes.append(Fix("Weight the loss by class (weights n_samples / (n_classes * count_c)) "
+                         "or resample to balance classes",
+                         "so predicting the majority class is no longer a good minimum",
+                         "torch.nn.CrossEntropyLoss(weight=class_weights)"))
+    elif converged:
+        expl += (f"Before that it improved by {fmt(gain_before)} ({fmt(100 * drop, 3)}% of its first "
+                 "level), so this looks like convergence.")
+    else:
+        if start == 0:
+            expl += "It never improved: the model is not learning from the data at all. "
+        else:
+            expl += (f"It improved by only {fmt(gain_before)} ({fmt(100 * drop, 3)}% of its first level) "
+                     "before flattening. ")
+        expl += ("Typical causes: a learning rate too low (or too high, bouncing), a model that "
+                 "predicts one constant output (mean or majority class), or a saturated loss.")
+    if severity == "warning":
+        fixes += [
+            Fix("Run an LR range test and raise the learning rate if the loss allows it",
+                "a too-low LR is the most common cause of a flat loss", None),
+            Fix("Check whether predictions collapse to a constant (std of outputs across a batch)",
+                "a collapsed model sits at the loss of the mean/majority prediction",
+                "print(outputs.std(dim=0))  # or traindoctor.probe(model, batch, loss_fn=...)"),
+        ]
+    else:
+        fixes.append(Fix("Stop earlier or lower the LR (ReduceLROnPlateau) if you want more",
+                         "further epochs at this LR do not improve it", None))
+    yield Finding("plateau", severity, title, metric=s.name, evidence=ev,
+                  steps=(_n(x[start]), _n(x[-1])), explanation=expl.strip(), fixes=fixes)
+
+
+def _n(x: float):
+    x = float(x)
+    return int(x) if x.is_integer() else sig(x)
