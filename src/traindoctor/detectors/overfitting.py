@@ -16,7 +16,7 @@ import numpy as np
 from ..finding import Finding, Fix, Skip
 from ..history import RunHistory, Series
 from ..registry import detector
-from ._util import best_index, fmt, noise_scale, sig
+from ._util import best_index, fmt, noise_scale, sig, smooth
 
 # validation metrics the checks can monitor, most preferred first
 VAL_ROLES = ("val_loss", "val_error", "val_accuracy")
@@ -168,7 +168,11 @@ def overfitting(
     noise = noise_scale(v)
     tail_k = max(3, min(10, after // 3))
     tail_level = float(np.median(v[-tail_k:]))
-    rise = sign * (tail_level - best_v)
+    # Compare medians with medians: the raw best is often a lucky low outlier, and a tail
+    # median sits ~3 sigma above the minimum of a long noisy flat curve by chance alone.
+    sm = smooth(v)
+    sm_best = float(np.max(sm) if hib else np.min(sm))
+    rise = sign * (tail_level - sm_best)
     rising = rise > k_noise * noise and rise > min_rel_rise * abs(best_v)
 
     tr = _train_at(history, s, unit)
@@ -205,6 +209,7 @@ def overfitting(
         "share_of": f"the {n} validation checks run ({unit}s {_num(x[0])}..{_num(x[-1])})",
         "tail_median": sig(tail_level),
         "tail_points": tail_k,
+        "best_smoothed": sig(sm_best),
         "rise": sig(rise),
         "noise": sig(noise),
         "rise_in_noise": sig(rise / noise, 3),
@@ -225,9 +230,9 @@ def overfitting(
     if rising:
         title = (f"{s.name} has got worse for {since} {unit}s since its best at {unit} {bx} "
                  f"({fmt(best_v)} -> {fmt(final_v)})")
-        expl = (f"{s.name} was best at {unit} {bx} ({fmt(best_v)}); over the last {tail_k} checks its "
-                f"median is {fmt(tail_level)}, worse by {fmt(rise)}, which is {fmt(rise / noise, 3)} times "
-                f"its own point-to-point noise ({fmt(noise)}).")
+        expl = (f"{s.name} was best at {unit} {bx} ({fmt(best_v)}; {fmt(sm_best)} smoothed); over the "
+                f"last {tail_k} checks its median is {fmt(tail_level)}, worse by {fmt(rise)}, which is "
+                f"{fmt(rise / noise, 3)} times its own point-to-point noise ({fmt(noise)}).")
     else:
         title = (f"{s.name} has not improved for {since} {unit}s since its best at {unit} {bx} "
                  f"while the training loss kept falling")
