@@ -294,6 +294,8 @@ def train_val_gap(
 ) -> Iterable[Finding | Skip]:
     """Validation loss far above training loss, at the best check and at the end (context)."""
     raw = history.primary("val_loss")
+    if raw is None:
+        return
     s = per_check(raw)
     if len(s) < min_checks:
         yield Skip("train_val_gap", f"{raw.name} has {len(s)} finite points; needs {min_checks}")
