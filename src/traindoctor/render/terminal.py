@@ -1,36 +1,157 @@
-"""Terminal output. Plain text when stdout is not a terminal."""
+"""Terminal output: rich (colour by severity, tables) on a TTY, plain text otherwise.
+
+Plain text is also what `str(report)` gives, what pipes and CI logs get, and the fallback when
+rich is not installed. Both show the same content: findings with their key numbers, the fixes,
+what could not be checked, and (with show_series) every series read and its role.
+"""
 
 from __future__ import annotations
 
 import sys
+import textwrap
+
+from ._common import fmt_value, key_numbers, run_name, thresholds
+
+__all__ = ["render_plain", "print_reports", "use_rich"]
+
+_STYLE = {"error": "bold red", "warning": "bold yellow", "info": "cyan"}
+_KEY_LIMIT = 8  # key numbers shown per finding in the terminal; the rest are in --md/--html/--json
+
+
+def _wrap(text: str, indent: str = "    ") -> list[str]:
+    return textwrap.wrap(text, 100, initial_indent=indent, subsequent_indent=indent) or [indent]
+
+
+def _series_rows(report) -> list[tuple[str, str, str, str]]:
+    return [(str(m.get("name")), str(m.get("role")), str(m.get("points")), str(m.get("unit", "")))
+            for m in (report.source or {}).get("metrics") or []]
 
 
 def render_plain(report, show_series: bool = False) -> str:
-    lines = []
     src = report.source or {}
-    if src.get("path"):
-        lines.append(f"{src.get('path')}  [{src.get('format', '')}]")
-    metrics = src.get("metrics") or []
-    if metrics:
-        lines.append("series read: " + ", ".join(f"{m['name']} ({m['role']}, {m['points']})" for m in metrics))
+    lines = []
+    head = f"traindoctor {report.kind}: {run_name(report)}"
+    if src.get("format"):
+        head += f"  [{src['format']}]"
+    lines.append(head)
+    if src.get("path") and str(src["path"]) != run_name(report):
+        lines.append(f"  {src['path']}")
+    rows = _series_rows(report)
+    if show_series and rows:
+        w = max(len(r[0]) for r in rows)
+        lines.append("series read (name, role, points, unit):")
+        lines += [f"  {n:<{w}}  {role:<15} {pts:>7}  {unit}" for n, role, pts, unit in rows]
+    elif rows:
+        lines.append(f"series read: {len(rows)} (--show-series lists them)")
     for note in src.get("notes") or []:
         lines.append(f"note: {note}")
     if not report.findings:
-        lines.append("no findings")
+        lines.append("no findings: nothing wrong found by the checks that could run")
     for f in report.findings:
         lines.append("")
         lines.append(f"{f.severity.value.upper():7} {f.code}: {f.title}")
-        ev = ", ".join(f"{k}={v}" for k, v in f.evidence.items() if not isinstance(v, (list, dict)))
-        if ev:
-            lines.append(f"        {ev}")
+        nums = key_numbers(f)
+        if nums:
+            shown = ", ".join(f"{k}={fmt_value(v)}" for k, v in nums[:_KEY_LIMIT])
+            lines += _wrap(shown + (", ..." if len(nums) > _KEY_LIMIT else ""), "        ")
+        th = thresholds(f)
+        if th:
+            lines += _wrap("thresholds: " + ", ".join(f"{k}={fmt_value(v)}" for k, v in th.items()), "        ")
+        if f.explanation:
+            lines += _wrap(f.explanation, "        ")
         for i, fix in enumerate(f.fixes, 1):
-            lines.append(f"        fix {i}: {fix.action}")
+            lines += _wrap(f"fix {i}: {fix.action}", "        ")
+            if fix.code:
+                lines += [f"            {c}" for c in fix.code.splitlines()]
     if report.skipped:
         lines.append("")
-        lines.append("skipped: " + "; ".join(f"{s.code} ({s.reason})" for s in report.skipped))
+        lines.append(f"not checked ({len(report.skipped)}):")
+        lines += [f"  {s.code}: {s.reason}" for s in report.skipped]
     return "\n".join(lines)
+
+
+def use_rich(file) -> bool:
+    """rich only on an interactive terminal and only when it is installed."""
+    try:
+        if not file.isatty():
+            return False
+    except (AttributeError, ValueError):
+        return False
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def print_reports(reports, show_series: bool = False, file=None) -> None:
     file = file or sys.stdout
-    print("\n\n".join(render_plain(r, show_series) for r in reports), file=file)
+    if use_rich(file):
+        _print_rich(reports, show_series, file)
+    else:
+        print("\n\n".join(render_plain(r, show_series) for r in reports), file=file)
+
+
+def _print_rich(reports, show_series: bool, file) -> None:
+    from rich.console import Console, Group
+    from rich.markup import escape
+    from rich.panel import Panel
+    from rich.syntax import Syntax
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console(file=file, highlight=False)
+    for report in reports:
+        src = report.source or {}
+        head = Text(f"traindoctor {report.kind}: ", style="bold")
+        head.append(run_name(report))
+        if src.get("format"):
+            head.append(f"  [{src['format']}]", style="dim")
+        console.print(head)
+        rows = _series_rows(report)
+        if show_series and rows:
+            t = Table(title="series read", title_justify="left", show_edge=False)
+            for col, just in (("name", "left"), ("role", "left"), ("points", "right"), ("unit", "left")):
+                t.add_column(col, justify=just)
+            for r in rows:
+                t.add_row(*(Text(c) for c in r))
+            console.print(t)
+        elif rows:
+            console.print(Text(f"series read: {len(rows)} (--show-series lists them)", style="dim"))
+        for note in src.get("notes") or []:
+            console.print(Text(f"note: {note}", style="yellow"))
+        if not report.findings:
+            console.print(Text("✓ no findings: nothing wrong found by the checks that could run", style="green"))
+        for f in report.findings:
+            style = _STYLE[f.severity.value]
+            body = []
+            nums = key_numbers(f)
+            if nums:
+                kv = Table.grid(padding=(0, 2))
+                kv.add_column(style="dim")
+                kv.add_column()
+                for k, v in nums[:_KEY_LIMIT]:
+                    kv.add_row(Text(k), Text(fmt_value(v)))
+                body.append(kv)
+            th = thresholds(f)
+            if th:
+                body.append(Text("thresholds: " + ", ".join(f"{k}={fmt_value(v)}" for k, v in th.items()),
+                                 style="dim"))
+            if f.explanation:
+                body.append(Text(f.explanation))
+            for i, fix in enumerate(f.fixes, 1):
+                line = Text(f"fix {i}: ", style="bold green")
+                line.append(fix.action, style="bold")
+                line.append(f"  ({fix.why})", style="dim")
+                body.append(line)
+                if fix.code:
+                    body.append(Syntax(fix.code, "python", theme="ansi_dark", background_color="default", word_wrap=True))
+            title = f"[{style}]{f.severity.value.upper()}[/] {escape(f.code)}"
+            if f.metric:
+                title += f" [dim]{escape(f.metric)}[/]"
+            console.print(Panel(Group(Text(f.title, style="bold"), *body), title=title, title_align="left",
+                                border_style=style.split()[-1]))
+        if report.skipped:
+            console.print(Text(f"not checked ({len(report.skipped)}): "
+                               + "; ".join(f"{s.code} ({s.reason})" for s in report.skipped), style="dim"))
+        console.print()

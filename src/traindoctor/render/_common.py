@@ -1,0 +1,95 @@
+"""Pieces shared by the renderers: formatting evidence values and picking what to plot.
+
+Renderers never compute new numbers about the run: they print evidence values as they are
+(detectors round them) and draw the raw series.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+SEVERITY_ICON = {"error": "❌", "warning": "⚠️", "info": "ℹ️"}
+# evidence keys that are structure, not measurements to list under "key numbers"
+_NOT_KEY = {"thresholds", "unit"}
+
+
+def fmt_value(v: Any) -> str:
+    """An evidence value as text, without re-rounding (detectors already rounded it)."""
+    if isinstance(v, bool) or v is None:
+        return str(v).lower() if isinstance(v, bool) else "null"
+    if isinstance(v, float):
+        if math.isfinite(v) and v == int(v) and abs(v) < 1e15:
+            return str(int(v))
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        inner = ", ".join(fmt_value(x) for x in v[:12])
+        return f"[{inner}{', …' if len(v) > 12 else ''}]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}: {fmt_value(x)}" for k, x in v.items()) + "}"
+    return str(v)
+
+
+def key_numbers(finding) -> list[tuple[str, Any]]:
+    """Scalar evidence items (the numbers a reader wants first), in the detector's order."""
+    return [(k, v) for k, v in finding.evidence.items()
+            if k not in _NOT_KEY and not isinstance(v, (list, dict))]
+
+
+def structured_evidence(finding) -> list[tuple[str, Any]]:
+    """Evidence items that are lists or dicts (windows, counterfactual tables, checkpoints)."""
+    return [(k, v) for k, v in finding.evidence.items()
+            if k not in _NOT_KEY and isinstance(v, (list, dict))]
+
+
+def thresholds(finding) -> dict:
+    t = finding.evidence.get("thresholds")
+    return dict(t) if isinstance(t, dict) else {}
+
+
+def unit_of(finding, series=None) -> str:
+    u = finding.evidence.get("unit")
+    if u in ("epoch", "step"):
+        return u
+    return series.unit if series is not None else "step"
+
+
+def run_name(report) -> str:
+    src = report.source or {}
+    return str(src.get("run") or src.get("path") or src.get("model") or report.kind)
+
+
+def plot_series(report, finding):
+    """The series to draw for a finding: its metric plus the same kind's other splits
+    (train and val together). [] when the report has no history or no such metric."""
+    hist = report.history
+    if hist is None or not finding.metric or finding.metric not in getattr(hist, "series", {}):
+        return []
+    main = hist.series[finding.metric]
+    out = [main]
+    if main.split is not None:
+        for split in ("train", "val", "test"):
+            if split == main.split:
+                continue
+            other = hist.primary(f"{split}_{main.kind}")
+            if other is not None and other.name != main.name:
+                out.append(other)
+    return out
+
+
+def best_point(finding, unit: str) -> tuple[float, float] | None:
+    """(x, value) of the best epoch/step, in `unit`, when the evidence names one."""
+    ev = finding.evidence
+    x = ev.get("best_epoch" if unit == "epoch" else "best_step")
+    y = ev.get("best_value")
+    if isinstance(x, (int, float)) and isinstance(y, (int, float)) and not isinstance(x, bool):
+        return float(x), float(y)
+    return None
+
+
+def severity_counts(reports) -> dict[str, int]:
+    counts = {"error": 0, "warning": 0, "info": 0}
+    for r in reports:
+        for f in r.findings:
+            counts[f.severity.value] += 1
+    return counts
