@@ -46,14 +46,21 @@ def xval(x) -> float | int:
 
 
 def rolling_median(values: np.ndarray, window: int) -> np.ndarray:
-    """Centred running median (edges use the part of the window that exists)."""
+    """Centred running median; near the edges the window shrinks symmetrically, so the first
+    and last points are their own median (a loss that explodes after step 0 keeps its start)."""
     n = values.size
     half = max(window // 2, 0)
+    values = values.astype(float)
     if n == 0 or half == 0:
-        return values.astype(float).copy()
-    padded = np.pad(values.astype(float), half, mode="constant", constant_values=np.nan)
-    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1)
-    return np.nanmedian(windows, axis=1)
+        return values.copy()
+    out = np.empty(n)
+    if n > 2 * half:
+        windows = np.lib.stride_tricks.sliding_window_view(values, 2 * half + 1)
+        out[half : n - half] = np.median(windows, axis=1)
+    for i in list(range(min(half, n))) + list(range(max(n - half, half), n)):
+        h = min(i, n - 1 - i)
+        out[i] = np.median(values[i - h : i + h + 1])
+    return out
 
 
 def trailing_median(values: np.ndarray, window: int) -> np.ndarray:

@@ -116,10 +116,10 @@ def loss_spikes(
              f"({fmt(biggest['z'])} robust z)")
     if unrecovered:
         first = unrecovered[0]
-        ev["first_unrecovered"] = xval(x[first["peak"]])
+        ev["first_unrecovered"] = xval(x[first["start"]])
         ev["first_unrecovered_after"] = r4(first["after"])
         tail = (f" The loss did not come back after {len(unrecovered)} of them: after the spike at "
-                f"{unit} {xval(x[first['peak']])} it stayed at {fmt(first['after'])} "
+                f"{unit} {xval(x[first['start']])} it stayed at {fmt(first['after'])} "
                 f"(before: {fmt(first['level'])}).")
     else:
         tail = " The loss came back to its earlier level after each spike that has data after it."
