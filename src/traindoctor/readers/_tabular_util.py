@@ -1,0 +1,220 @@
+"""Shared helpers for the row-oriented readers (Lightning metrics.csv, generic CSV/TSV/JSONL).
+
+A table is a header plus rows; each numeric column becomes a Series from its non-empty cells,
+its x axis the step column (or the epoch column, or the row number). Rows that cannot be parsed
+(a truncated last line from a crashed run, stray text) are skipped and counted, never guessed at.
+"nan" / "inf" are real values — a diverged run writes them and the nan_loss detector needs them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..history import Series, infer_role
+
+# Column names (compared lower-cased, stripped) that are the x axis, not metrics.
+STEP_NAMES = ("step", "global_step", "steps", "_step", "iteration", "iter", "it", "trainer/global_step",
+              "total_steps", "batch", "update", "updates")
+EPOCH_NAMES = ("epoch", "epochs", "_epoch", "trainer/epoch")
+WALL_NAMES = ("_timestamp", "timestamp", "wall_time", "walltime", "wall time", "time_stamp")
+# a row's split, as mmdetection / many scripts log it: {"mode": "val", "loss": ...}
+SPLIT_KEYS = ("mode", "split", "phase", "stage")
+
+
+class _Bad:
+    """Marker for a cell that is neither empty nor a number."""
+
+
+BAD = _Bad()
+_TENSOR_RE = re.compile(r"^tensor\(\s*([^,)]+)")
+
+
+def parse_cell(cell) -> float | None | _Bad:
+    """'' -> None (not logged); '0.5', 'nan', '-inf', 'tensor(0.5)' -> float; anything else BAD."""
+    if cell is None:
+        return None
+    if isinstance(cell, bool):
+        return BAD
+    if isinstance(cell, (int, float)):
+        return float(cell)
+    text = str(cell).strip().strip('"')
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    m = _TENSOR_RE.match(text)  # str(torch.tensor(0.5)) written by a careless logger
+    if m:
+        try:
+            return float(m.group(1))
+        except ValueError:
+            return BAD
+    return BAD
+
+
+def read_text(path: Path) -> tuple[str, list[str]]:
+    """File text, tolerant of the damage a crash leaves (NUL padding, a cut multi-byte char)."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(path, f"cannot be read ({exc.strerror or exc}); check the path and permissions") from None
+    notes = []
+    if b"\x00" in raw:
+        raw = raw.replace(b"\x00", b"")
+        notes.append(f"{Path(path).name}: NUL bytes removed (file not fully written, crashed run?)")
+    text = raw.decode("utf-8-sig", errors="replace")
+    return text, notes
+
+
+@dataclass
+class Table:
+    """Points gathered per column while reading rows, turned into Series at the end."""
+
+    steps: dict[str, list[float]] = field(default_factory=dict)
+    values: dict[str, list[float]] = field(default_factory=dict)
+    epochs: dict[str, list[float]] = field(default_factory=dict)
+    walls: dict[str, list[float]] = field(default_factory=dict)
+    bad_rows: int = 0
+    first_bad_line: int | None = None
+    good_rows: int = 0
+
+    def add(self, name: str, step: float, value: float, epoch: float | None, wall: float | None) -> None:
+        self.steps.setdefault(name, []).append(step)
+        self.values.setdefault(name, []).append(value)
+        self.epochs.setdefault(name, []).append(math.nan if epoch is None else epoch)
+        self.walls.setdefault(name, []).append(math.nan if wall is None else wall)
+
+    def bad(self, line: int) -> None:
+        self.bad_rows += 1
+        if self.first_bad_line is None:
+            self.first_bad_line = line
+
+    def series(self) -> dict[str, Series]:
+        out = {}
+        for name, vals in self.values.items():
+            out[name] = Series(name, np.array(self.steps[name]), np.array(vals),
+                               np.array(self.epochs[name]), np.array(self.walls[name]))
+        return out
+
+    def notes(self, path: Path) -> list[str]:
+        if not self.bad_rows:
+            return []
+        return [f"{Path(path).name}: skipped {self.bad_rows} malformed row{'s' if self.bad_rows != 1 else ''} "
+                f"(first at line {self.first_bad_line})"]
+
+
+def find_column(header: list[str], names: tuple[str, ...]) -> int | None:
+    low = [h.strip().lower() for h in header]
+    for n in names:
+        if n in low:
+            return low.index(n)
+    return None
+
+
+def looks_like_metric_header(header: list[str]) -> bool:
+    """A step/epoch column, or a loss/accuracy-like column: a training log, not a dataset."""
+    if find_column(header, STEP_NAMES + EPOCH_NAMES) is not None:
+        return True
+    return any(infer_role(_strip_run_prefix(h)).endswith(("_loss", "_accuracy")) for h in header)
+
+
+def _strip_run_prefix(name: str) -> str:
+    return name.split(" - ", 1)[1] if " - " in name else name
+
+
+def sniff_delimiter(first_line: str, suffix: str) -> str:
+    if suffix == ".tsv" or ("\t" in first_line and "," not in first_line):
+        return "\t"
+    if ";" in first_line and "," not in first_line:
+        return ";"
+    return ","
+
+
+def read_csv_table(path: Path, text: str, *, rename=None, expected: str) -> tuple[Table, dict]:
+    """Parse CSV text with a header row into a Table.
+
+    rename(header) -> list of metric names (None drops a column), e.g. to strip W&B run prefixes.
+    Returns the table and info about the columns used ({"step": name, "epoch": name, ...}).
+    """
+    lines = text.splitlines()
+    first = next((i for i, ln in enumerate(lines) if ln.strip()), None)
+    if first is None:
+        raise InputError(path, f"is empty; expected {expected}")
+    delim = sniff_delimiter(lines[first], Path(path).suffix.lower())
+    reader = csv.reader(io.StringIO("\n".join(lines[first:])), delimiter=delim)
+    try:
+        header = [h.strip() for h in next(reader)]
+    except (csv.Error, StopIteration):
+        raise InputError(path, f"has no readable header row; expected {expected}") from None
+    if all(parse_cell(h) is not BAD for h in header if h):
+        raise InputError(path, f"first row {lines[first][:60]!r} is numbers, not column names; expected "
+                               f"{expected} (add a header row such as 'step,loss')")
+    step_i = find_column(header, STEP_NAMES)
+    epoch_i = find_column(header, EPOCH_NAMES)
+    wall_i = find_column(header, WALL_NAMES)
+    names = rename(header) if rename else list(header)
+    axis = {i for i in (step_i, epoch_i, wall_i) if i is not None}
+    metric_cols = [i for i, n in enumerate(names) if n and i not in axis]
+
+    rows: list[tuple[int, list]] = []
+    table = Table()
+    try:
+        for row in reader:
+            line = reader.line_num + first
+            if not row or all(not c.strip() for c in row):
+                continue
+            if len(row) > len(header) and not any(c.strip() for c in row[len(header):]):
+                row = row[: len(header)]  # a trailing delimiter
+            if len(row) != len(header):
+                table.bad(line)
+                continue
+            rows.append((line, [parse_cell(c) for c in row]))
+    except csv.Error:
+        table.bad(reader.line_num + first)  # e.g. a quote cut off by a crash: stop at the damage
+
+    # A column that is mostly text (a run name, a date) is not a metric; drop it rather than
+    # call every row malformed.
+    text_cols = set()
+    for i in metric_cols:
+        cells = [r[i] for _, r in rows if r[i] is not None]
+        if cells and sum(c is BAD for c in cells) > len(cells) / 2:
+            text_cols.add(i)
+    metric_cols = [i for i in metric_cols if i not in text_cols]
+    if not metric_cols:
+        raise InputError(path, f"has no numeric metric columns (header: {', '.join(header[:8])}); expected {expected}")
+
+    for n, (line, cells) in enumerate(rows):
+        step = cells[step_i] if step_i is not None else None
+        epoch = cells[epoch_i] if epoch_i is not None else None
+        wall = cells[wall_i] if wall_i is not None else None
+        if any(c is BAD for c in (step, epoch, wall)) or any(cells[i] is BAD for i in metric_cols):
+            table.bad(line)
+            continue
+        if step_i is not None and step is None:
+            table.bad(line)  # a row with no x position cannot be placed on the curve
+            continue
+        x = step if step is not None else (epoch if epoch_i is not None and epoch is not None else float(n))
+        logged = False
+        for i in metric_cols:
+            v = cells[i]
+            if v is not None:
+                table.add(names[i], x, v, epoch, wall)
+                logged = True
+        if logged:
+            table.good_rows += 1
+    info = {"step": header[step_i] if step_i is not None else None,
+            "epoch": header[epoch_i] if epoch_i is not None else None,
+            "ignored_text_columns": [header[i] for i in sorted(text_cols)]}
+    if not table.values:
+        where = f" (first at line {table.first_bad_line})" if table.first_bad_line else ""
+        raise InputError(path, f"no valid data rows: {table.bad_rows} malformed{where}; expected {expected}")
+    return table, info

@@ -1,0 +1,205 @@
+"""Generic metric tables: CSV / TSV with a header, and JSONL (one JSON object per line).
+
+Covers Keras' CSVLogger (`epoch,accuracy,loss,val_accuracy,val_loss[,learning_rate]`), W&B's
+"Download CSV" export (`Step`, `<run> - loss`, `<run> - loss__MIN`, `<run> - loss__MAX`: the run
+prefix is stripped and the __MIN/__MAX smoothing bounds dropped), TensorBoard's CSV export
+(`Wall time,Step,Value`: the metric is named after the file), and hand-rolled loggers. Steps come
+from a step/global_step/iteration column, epochs from an epoch column; with only an epoch column
+the epoch is the x axis.
+
+In a folder only files that look like metric logs are claimed (a step/epoch column, or a loss- or
+accuracy-like column), so a dataset CSV beside the logs is left alone. A file given directly is
+always read, and one with nothing usable is an InputError naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from ..errors import InputError
+from . import Part, walk_files
+from ._tabular_util import (
+    BAD,
+    EPOCH_NAMES,
+    SPLIT_KEYS,
+    STEP_NAMES,
+    WALL_NAMES,
+    Table,
+    looks_like_metric_header,
+    parse_cell,
+    read_csv_table,
+    read_text,
+    sniff_delimiter,
+)
+
+FORMAT = "tabular"
+
+_CSV_EXT = (".csv", ".tsv")
+_JSONL_EXT = (".jsonl", ".ndjson")
+_EXPECTED_CSV = ("a metric log with a header row and a step/epoch/iteration column or loss/accuracy "
+                 "columns, e.g. 'epoch,loss,val_loss' (Keras CSVLogger)")
+_EXPECTED_JSONL = ("one JSON object per line with numeric metrics, e.g. "
+                   '{"step": 10, "loss": 0.5}')
+_WANDB_COL = re.compile(r"^(?P<run>.+?) - (?P<metric>.+?)(?P<bound>__MIN|__MAX)?$")
+_TB_EXPORT = ["wall time", "step", "value"]
+
+
+def discover(root: Path) -> list[Path]:
+    root = Path(root)
+    if root.is_file():
+        return [root] if root.suffix.lower() in _CSV_EXT + _JSONL_EXT else []
+    return [f for f in walk_files(root) if f.suffix.lower() in _CSV_EXT + _JSONL_EXT and _looks_like_log(f)]
+
+
+def _looks_like_log(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as fh:
+            first = ""
+            for _ in range(20):
+                first = fh.readline(65536)
+                if first.strip() or not first:
+                    break
+    except OSError:
+        return False
+    if path.suffix.lower() in _JSONL_EXT:
+        try:
+            row = json.loads(first)
+        except ValueError:
+            return False
+        return isinstance(row, dict) and looks_like_metric_header(list(_flatten(row)))
+    import csv
+
+    header = next(csv.reader([first], delimiter=sniff_delimiter(first, path.suffix.lower())), [])
+    if [h.strip().lower() for h in header] == _TB_EXPORT:
+        return True
+    return looks_like_metric_header([h.strip() for h in header])
+
+
+def read(unit: Path) -> Part:
+    unit = Path(unit)
+    text, notes = read_text(unit)
+    if unit.suffix.lower() in _JSONL_EXT:
+        table = _read_jsonl(unit, text)
+        hparams: dict = {}
+    else:
+        table, hparams, more = _read_csv(unit, text)
+        notes.extend(more)
+    return Part(table.series(), unit.parent, FORMAT, hparams=hparams, notes=notes + table.notes(unit))
+
+
+# -- CSV ----------------------------------------------------------------------------------------
+def _read_csv(path: Path, text: str) -> tuple[Table, dict, list[str]]:
+    notes: list[str] = []
+    hparams: dict = {}
+    runs: set[str] = set()
+
+    def rename(header: list[str]) -> list[str | None]:
+        low = [h.lower() for h in header]
+        if low == _TB_EXPORT:  # TensorBoard "Download CSV": run-<run>-tag-<tag>.csv
+            stem = path.stem
+            tag = stem.split("-tag-", 1)[1] if "-tag-" in stem else stem
+            return [None, "step", tag]
+        names: list[str | None] = []
+        for h in header:
+            m = _WANDB_COL.match(h)
+            if m and h.lower() not in STEP_NAMES + EPOCH_NAMES + WALL_NAMES:
+                if m.group("bound"):
+                    names.append(None)  # W&B's min/max band around a smoothed/sampled point
+                    continue
+                runs.add(m.group("run"))
+                names.append(m.group("metric"))
+            else:
+                names.append(h)
+        return names
+
+    if not looks_like_metric_header(_header(text, path)) and _header(text, path) and \
+            [h.lower() for h in _header(text, path)] != _TB_EXPORT:
+        raise InputError(path, f"has no step/epoch/iteration column and no loss/accuracy-like column "
+                               f"(header: {', '.join(_header(text, path)[:8])}); expected {_EXPECTED_CSV}")
+    table, info = read_csv_table(path, text, rename=rename, expected=_EXPECTED_CSV)
+    if len(runs) > 1:
+        # Several runs in one export would merge into one curve per metric: refuse to guess.
+        raise InputError(path, f"is a W&B export holding {len(runs)} runs ({', '.join(sorted(runs)[:4])}); "
+                               "export one run per file, or pass one run's columns")
+    if runs:
+        hparams["wandb.run_name"] = next(iter(runs))
+    if info["ignored_text_columns"]:
+        notes.append(f"{path.name}: ignored non-numeric column(s) {', '.join(info['ignored_text_columns'])}")
+    return table, hparams, notes
+
+
+def _header(text: str, path: Path) -> list[str]:
+    import csv
+
+    first = next((ln for ln in text.splitlines() if ln.strip()), "")
+    row = next(csv.reader([first], delimiter=sniff_delimiter(first, path.suffix.lower())), [])
+    return [h.strip() for h in row]
+
+
+# -- JSONL --------------------------------------------------------------------------------------
+def _flatten(obj: dict, prefix: str = "") -> dict:
+    out: dict = {}
+    for k, v in obj.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "/"))
+        else:
+            out[key] = v
+    return out
+
+
+def _pick(row: dict, names: tuple[str, ...]):
+    for k, v in row.items():
+        if k.lower() in names:
+            return k, v
+    return None, None
+
+
+def _read_jsonl(path: Path, text: str) -> Table:
+    table = Table()
+    n_valid = 0
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            table.bad(lineno)
+            continue
+        if not isinstance(obj, dict):
+            table.bad(lineno)
+            continue
+        row = _flatten(obj)
+        step_key, step = _pick(row, STEP_NAMES)
+        epoch_key, epoch = _pick(row, EPOCH_NAMES)
+        wall_key, wall = _pick(row, WALL_NAMES)
+        step, epoch, wall = parse_cell(step), parse_cell(epoch), parse_cell(wall)
+        if step is BAD or epoch is BAD:
+            table.bad(lineno)
+            continue
+        wall = None if wall is BAD else wall
+        x = step if step is not None else (epoch if epoch is not None else float(n_valid))
+        split_key, split = _pick(row, SPLIT_KEYS)
+        prefix = f"{split}/" if isinstance(split, str) and split else ""
+        logged = False
+        for k, v in row.items():
+            if k in (step_key, epoch_key, wall_key, split_key) or isinstance(v, bool):
+                continue
+            val = parse_cell(v) if isinstance(v, (int, float)) or _numeric_string(v) else None
+            if val is None or val is BAD:
+                continue  # text fields (a run name, a path) are not metrics
+            table.add(prefix + k, x, val, epoch, wall)
+            logged = True
+        if logged:
+            n_valid += 1
+            table.good_rows += 1
+    if not table.values:
+        where = f" ({table.bad_rows} malformed, first at line {table.first_bad_line})" if table.bad_rows else ""
+        raise InputError(path, f"no line holds a JSON object with numeric metrics{where}; expected {_EXPECTED_JSONL}")
+    return table
+
+
+def _numeric_string(v) -> bool:
+    return isinstance(v, str) and parse_cell(v) not in (None, BAD)
