@@ -16,18 +16,40 @@ import numpy as np
 from ..finding import Finding, Fix, Skip
 from ..history import RunHistory, Series
 from ..registry import detector
-from ._util import chance_loss, classes_from_accuracy, classes_from_hparams, fmt, noise_scale, sig, smooth
+from ._util import (
+    chance_loss,
+    classes_from_accuracy,
+    classes_from_hparams,
+    fmt,
+    noise_scale,
+    rolling_median,
+    sig,
+    smooth,
+)
 
 ROLES = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
 
 
-def plateau_start(values: np.ndarray, threshold: float, higher_is_better: bool = False) -> int:
-    """First index after which the smoothed curve never improves by more than `threshold`."""
+def plateau_start(values: np.ndarray, noise: float, k: float = 3.0, higher_is_better: bool = False,
+                  min_len: int = 9, grid: int = 100) -> int | None:
+    """First index from which the curve stays flat: the median of the first third of the rest
+    is within k * (standard error of a median of that many points) of the last third's; then
+    moved to the first point that is already within k * noise of the flat level (so a drop
+    in the first few batches is not counted as part of the plateau). None if never flat."""
     v = -values if higher_is_better else values
-    future_best = np.minimum.accumulate(v[::-1])[::-1]
-    can_gain = v - future_best
-    over = np.flatnonzero(can_gain > threshold)
-    return int(over[-1]) + 1 if over.size else 0
+    n = v.size
+    for i in sorted(set(np.linspace(0, max(0, n - min_len), min(grid, n)).astype(int))):
+        seg = v[i:]
+        third = seg.size // 3
+        if third < 3:
+            break
+        gain = float(np.median(seg[:third]) - np.median(seg[-third:]))
+        # sd of a median of m normal points ~ 1.25 sigma / sqrt(m); of a difference: * sqrt(2)
+        if gain <= k * noise * 1.25 * math.sqrt(2.0 / third):
+            level = float(np.median(seg))
+            near = np.flatnonzero(rolling_median(seg, 3) <= level + k * noise)
+            return i + int(near[0]) if near.size else i
+    return None
 
 
 def class_count(history: RunHistory) -> tuple[int | None, str]:
@@ -60,8 +82,10 @@ def plateau(
     """No meaningful improvement since a step (flat loss, accuracy stuck, loss at ln C)."""
     n_classes, c_source = class_count(history)
     seen = set()
-    for role in ROLES:
-        raw = history.primary(role)
+    # every loss series (a stuck component hides inside a moving total, seed 001), then accuracies
+    cands = [x for x in history.series.values() if x.role in ("train_loss", "val_loss")]
+    cands += [history.primary(r) for r in ("train_accuracy", "val_accuracy")]
+    for raw in cands:
         if raw is None or raw.name in seen:
             continue
         seen.add(raw.name)
@@ -88,9 +112,12 @@ def _one(s: Series, history, n_classes, c_source, min_points, k_noise, warn_shar
     w = max(3, (n // 20) | 1)
     sm = smooth(v, w)
     noise = noise_scale(v)
-    thr = k_noise * noise * 1.25 / math.sqrt(w)
-    start = plateau_start(sm, thr, hib)
+    start = plateau_start(v, noise, k_noise, hib)
+    if start is None:
+        return
     flat = n - start
+    third = max(1, flat // 3)
+    thr = k_noise * noise * 1.25 * math.sqrt(2.0 / third)
     share = flat / n
     if flat < min_points or share < info_share:
         return
@@ -104,7 +131,7 @@ def _one(s: Series, history, n_classes, c_source, min_points, k_noise, warn_shar
         "flat_points": flat, "points": n, "flat_share": sig(share, 3),
         "level": sig(level), "moved_smoothed": sig(moved), "noise": sig(noise),
         "improvement_before": sig(gain_before), "improvement_before_share": sig(drop, 3),
-        "smoothing_window": w,
+        "smoothing_window": w, "compared_points": third,
         "thresholds": {"k_noise": k_noise, "meaningful_change": sig(thr), "warn_share": warn_share,
                        "info_share": info_share, "converged_drop": converged_drop,
                        "chance_tol": chance_tol, "min_points": min_points},
@@ -129,8 +156,9 @@ def _one(s: Series, history, n_classes, c_source, min_points, k_noise, warn_shar
     severity = "warning" if warn else "info"
     what = f"{s.name} has not improved meaningfully since {unit} {_n(x[start])}"
     title = f"{what} ({flat} of {n} points, level {fmt(level)})"
-    expl = (f"Since {unit} {_n(x[start])} the smoothed {s.name} moved by {fmt(moved)}, less than the "
-            f"{fmt(thr)} that counts as a real change for a curve this noisy (noise {fmt(noise)}). ")
+    expl = (f"Since {unit} {_n(x[start])} the median of the first third of {s.name} and of the last "
+            f"third differ by less than {fmt(thr)}, what counts as a real change for medians of "
+            f"{third} points of a curve this noisy (noise {fmt(noise)}). ")
     fixes = []
     if at_chance:
         title = f"{s.name} is stuck at the chance-level loss ln {n_classes} = {fmt(ev['chance_loss'])}"
