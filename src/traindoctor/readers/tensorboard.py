@@ -154,9 +154,8 @@ def read_events(path: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, np.
         raise InputError(path, "not a TensorBoard event file: expected TFRecord framing (uint64 length + "
                                f"masked CRC-32C) at byte 0, found {buf[:12].hex(' ')}; "
                                "pass the run folder or a file named events.out.tfevents.*")
-    per_tag = _parse(buf, starts, ends)
     try:
-        data = _assemble(buf, per_tag)
+        data = _parse(buf, starts, ends)
     except _NotEvents:
         raise InputError(path, "not a TensorBoard event file: the records are not Event protobufs "
                                "(expected wall_time/step/summary fields); pass the run folder "
@@ -178,30 +177,45 @@ class _NotEvents(Exception):
 
 # -- TFRecord framing ------------------------------------------------------------------------
 def _frame(buf: bytes):
-    """Start/end offsets of every complete record's data; where and why reading stopped early."""
+    """Start/end offsets of every complete record's data; where and why reading stopped early.
+
+    This walk is the one per-record Python loop on the fast path, so it does the least possible:
+    read the length, remember where the record starts. Lengths are not trusted here: the
+    header CRCs are checked afterwards (vectorised) and a bad one cuts the file at that record.
+    """
     n = len(buf)
-    starts = array("q")
-    ends = array("q")
-    push_s, push_e = starts.append, ends.append
+    heads = array("q")
+    push = heads.append
     unpack = _U64.unpack_from
     pos = 0
-    why = ""
     limit = n - 16  # a record needs 12 header bytes + data + 4 CRC bytes
     while pos <= limit:
-        length = unpack(buf, pos)[0]
-        end = pos + 12 + length
-        if end + 4 > n:
+        nxt = pos + 16 + unpack(buf, pos)[0]
+        if nxt > n:
             break
-        push_s(pos + 12)
-        push_e(end)
-        pos = end + 4
+        push(pos)
+        pos = nxt
+    why = ""
     if pos < n:
-        rest = n - pos
-        if rest >= 8 and _U64.unpack_from(buf, pos)[0] > _MAX_RECORD:
+        if n - pos >= 8 and _U64.unpack_from(buf, pos)[0] > _MAX_RECORD:
             why = "a record header holds an implausible length (corrupt file?)"
         else:
             why = "file ends mid-record"
-    return np.frombuffer(starts, dtype=np.int64), np.frombuffer(ends, dtype=np.int64), pos, why
+    heads = np.frombuffer(heads, dtype=np.int64)
+    if heads.size == 0:
+        return heads, heads, pos, why
+    lengths = _at(buf, "<u8")[heads].astype(np.int64)
+    return heads + 12, heads + 12 + lengths, pos, why
+
+
+def _at(buf: bytes, dtype: str) -> np.ndarray:
+    """A read-only view giving the little-endian `dtype` value that starts at every byte offset.
+
+    Stride 1 over the file's bytes, so `_at(buf, "<f4")[offsets]` gathers unaligned floats
+    in one numpy call without copying the file.
+    """
+    size = np.dtype(dtype).itemsize
+    return np.ndarray(shape=(max(len(buf) - size + 1, 0),), dtype=dtype, buffer=buf, strides=(1,))
 
 
 def _crc_table() -> np.ndarray:
@@ -218,89 +232,168 @@ def _crc_table() -> np.ndarray:
 _TABLE = _crc_table()
 
 
-def _masked_crc(rows: np.ndarray) -> np.ndarray:
-    """Masked CRC-32C of each row of a (n, width) uint8 array, vectorised over rows."""
-    crc = np.full(rows.shape[0], 0xFFFFFFFF, dtype=np.uint32)
-    for j in range(rows.shape[1]):
-        crc = _TABLE[(crc ^ rows[:, j]) & 0xFF] ^ (crc >> np.uint32(8))
+def _masked_crc_at(b: np.ndarray, offsets: np.ndarray, width: int) -> np.ndarray:
+    """Masked CRC-32C of the `width` bytes at each offset, vectorised over offsets."""
+    crc = np.full(offsets.size, 0xFFFFFFFF, dtype=np.uint32)
+    eight = np.uint32(8)
+    for j in range(width):
+        crc = _TABLE[(crc ^ b[offsets + j]) & 0xFF] ^ (crc >> eight)
     crc ^= np.uint32(0xFFFFFFFF)
     # TFRecord's mask: rotate right by 15 bits and add a constant (tensorflow/core/lib/hash/crc32c.h)
-    return (((crc >> np.uint32(15)) | (crc << np.uint32(17))) + np.uint32(0xA282EAD8)).astype(np.uint32)
+    return ((crc >> np.uint32(15)) | (crc << np.uint32(17))) + np.uint32(0xA282EAD8)
 
 
 def _first_bad_crc(buf: bytes, starts: np.ndarray, ends: np.ndarray) -> int | None:
     """Index of the first record whose header or data CRC is wrong, or None.
 
-    Both CRCs are checked, like TensorBoard's reader, but vectorised: records of one length are
-    checked together, one numpy pass per byte column (a few tens of passes for a scalar log).
+    Both CRCs are checked, as TensorBoard's own reader does, so a flipped bit is reported
+    instead of read as a wrong value. Vectorised: records of one length are checked together,
+    one numpy pass per byte (about 50 passes for a scalar log), about as long as the walk.
     """
     if starts.size == 0:
         return None
     b = np.frombuffer(buf, dtype=np.uint8)
     heads = starts - 12
-    bad = np.zeros(starts.size, dtype=bool)
-    hdr = b[heads[:, None] + np.arange(8)]
-    want = b[heads[:, None] + np.arange(8, 12)].copy().view("<u4").ravel()
-    bad |= _masked_crc(hdr) != want
+    u32 = _at(buf, "<u4")
+    bad = _masked_crc_at(b, heads, 8) != u32[heads + 8]
+    want = u32[ends]
     lengths = ends - starts
-    want_d = b[ends[:, None] + np.arange(4)].copy().view("<u4").ravel()
-    for length in np.unique(lengths):
+    for length in np.unique(lengths).tolist():
         idx = np.flatnonzero(lengths == length)
-        rows = b[starts[idx, None] + np.arange(length)] if length else np.zeros((idx.size, 0), np.uint8)
-        bad[idx] |= _masked_crc(rows) != want_d[idx]
+        bad[idx] |= _masked_crc_at(b, starts[idx], length) != want[idx]
     hit = np.flatnonzero(bad)
     return int(hit[0]) if hit.size else None
 
 
 # -- Event parsing ---------------------------------------------------------------------------
-class _Tag:
-    """Points of one tag: offsets for the fast path, Python floats for the rest."""
+def _parse(buf: bytes, starts: np.ndarray, ends: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """{tag: (steps, wall_times, values)} from the records' data, in file order."""
+    # Zero padding lets the vectorised layout test look a few hundred bytes past any record
+    # (a varint, a tag length) without bounds checks; the padding never matches a layout.
+    padded = buf + bytes(_PAD)
+    fast, f_steps, tag_at, tag_len, val_at = _fast_layout(np.frombuffer(padded, dtype=np.uint8), starts, ends)
 
-    __slots__ = ("steps", "wall_off", "val_off", "slow", "plugin")
+    # -- points from the fast layout, grouped by tag bytes ---------------------------------------
+    points: dict[bytes, list] = {}  # tag -> [record indices, steps, walls, values] (arrays)
+    rec = np.flatnonzero(fast)
+    if rec.size:
+        walls = _at(buf, "<f8")[starts[rec] + 1]
+        values = _at(buf, "<f4")[val_at[rec]].astype(np.float64)
+        steps = f_steps[rec].astype(np.float64)
+        for tag, members in _group_by_tag(padded, tag_at[rec], tag_len[rec]):
+            points[tag] = [rec[members], steps[members], walls[members], values[members]]
 
-    def __init__(self):
-        self.steps = array("q")
-        self.wall_off = array("q")
-        self.val_off = array("q")
-        self.slow: list[tuple[int, float, float, int]] = []  # (step, wall, value, order)
-        self.plugin: str | None = None
+    # -- everything else: the general decoder --------------------------------------------------
+    slow: dict[bytes, list] = {}
+    plugins: dict[bytes, str] = {}
+    for i in np.flatnonzero(~fast).tolist():
+        _parse_event(buf, int(starts[i]), int(ends[i]), i, slow, plugins)
+
+    merged = {}
+    for tag in set(points) | set(slow):
+        if plugins.get(tag, "scalars") != "scalars":
+            continue  # a histogram, image, text, ... tag
+        parts = points.get(tag)
+        extra = slow.get(tag)
+        if extra:
+            arr = np.array(extra, dtype=np.float64).reshape(-1, 4)
+            cols = [arr[:, k] for k in range(4)]
+            if parts is not None:
+                cols = [np.concatenate([a, c]) for a, c in zip(parts, cols)]
+                order = np.argsort(cols[0], kind="stable")  # back into file order
+                cols = [c[order] for c in cols]
+            parts = cols
+        merged[tag] = parts
+    # tags in the order they first appear in the file
+    return {t.decode("utf-8", "replace"): (p[1], p[2], p[3])
+            for t, p in sorted(merged.items(), key=lambda kv: kv[1][0][0])}
 
 
-def _parse(buf: bytes, starts: np.ndarray, ends: np.ndarray) -> dict[str, _Tag]:
-    tags: dict[bytes, _Tag] = {}
-    get = tags.get
-    for d, e in zip(starts.tolist(), ends.tolist()):
-        # Fast path: exactly what SummaryWriter.add_scalar writes:
-        # 09 <wall:8> [10 <step varint>] 2a L1 0a L2 0a L3 <tag> 15 <float:4>
-        if buf[d] == 0x09:
-            q = d + 9
-            c = buf[q]
-            if c == 0x10:
-                s = buf[q + 1]
-                if s < 0x80:
-                    q += 2
-                else:
-                    s, q = _varint(buf, q + 1)
-                    if s >= 1 << 63:
-                        s -= 1 << 64
-                c = buf[q]
-            else:
-                s = 0  # proto3 omits a zero step
-            if c == 0x2A and buf[q + 2] == 0x0A and buf[q + 4] == 0x0A:
-                tl = buf[q + 5]
-                v = q + 6 + tl
-                if v + 5 == e and buf[v] == 0x15 and buf[q + 3] == tl + 7 and buf[q + 1] == tl + 9:
-                    key = buf[q + 6:v]
-                    t = get(key)
-                    if t is None:
-                        t = tags[key] = _Tag()
-                    if t.plugin is None or t.plugin == "scalars":
-                        t.steps.append(s)
-                        t.wall_off.append(d + 1)
-                        t.val_off.append(v + 1)
-                    continue
-        _parse_event(buf, d, e, tags)
-    return {k.decode("utf-8", "replace"): t for k, t in tags.items() if len(t.steps) or t.slow}
+_PAD = 512
+
+
+def _fast_layout(b: np.ndarray, starts: np.ndarray, ends: np.ndarray):
+    """Which records have exactly the layout of SummaryWriter.add_scalar, vectorised:
+
+        09 <wall_time:8> [10 <step varint>] 2a L1 0a L2 0a L3 <tag:L3> 15 <simple_value:4>
+
+    (proto3 omits a zero step). Returns the mask and, for those records, step, tag offset,
+    tag length and value offset. Every length byte must agree with the record's length, so a
+    record that merely starts alike goes to the general decoder instead. `b` is zero-padded.
+    """
+    ok = b[starts] == 0x09
+    q = starts + 9
+    has_step = b[q] == 0x10
+    # step varint at q + 1: decode up to 10 bytes, all records at once
+    byte = b[q + 1]
+    step = (byte & 0x7F).astype(np.uint64)
+    length = np.ones(starts.size, dtype=np.int64)
+    cont = has_step & (byte >= 0x80)
+    j = 1
+    while cont.any():
+        if j >= 10:
+            ok &= ~cont
+            break
+        byte = b[q + 1 + j]
+        step[cont] |= (byte[cont] & 0x7F).astype(np.uint64) << np.uint64(7 * j)
+        length += cont
+        cont &= byte >= 0x80
+        j += 1
+    step = np.where(has_step, step, np.uint64(0)).view(np.int64)  # int64 two's complement
+    q = q + np.where(has_step, 1 + length, 0)
+    tl8 = b[q + 5]
+    ok &= (b[q] == 0x2A) & (b[q + 2] == 0x0A) & (b[q + 4] == 0x0A) & (tl8 <= 118)
+    ok &= (b[q + 1] == tl8 + 9) & (b[q + 3] == tl8 + 7)  # uint8 sums: tl8 <= 118 cannot wrap
+    tl = tl8.astype(np.int64)
+    v = q + 6 + tl
+    ok &= v + 5 == ends
+    ok &= b[np.where(ok, v, 0)] == 0x15
+    return ok, step, q + 6, tl, v + 1
+
+
+def _group_by_tag(padded: bytes, tag_at: np.ndarray, tag_len: np.ndarray):
+    """(tag bytes, member indices in file order) for the fast records.
+
+    Tags are read 8 bytes at a time; a tag of up to 8 bytes is its own key, longer ones are
+    hashed (FNV-1a over words) and every group is checked word for word, falling back to an
+    exact grouping if two tags ever share a hash.
+    """
+    words = _at(padded, "<u8")
+    prime = np.uint64(0x100000001B3)
+    for n in np.unique(tag_len).tolist():
+        idx = np.flatnonzero(tag_len == n)
+        at = tag_at[idx]
+        cols = []
+        for k in range(0, n, 8):
+            rest = min(n - k, 8)
+            mask = np.uint64((1 << (8 * rest)) - 1)
+            cols.append(words[at + k] & mask)
+        if not cols:
+            key = np.zeros(idx.size, dtype=np.uint64)
+        elif len(cols) == 1:
+            key = cols[0]
+        else:
+            key = np.full(idx.size, 0xCBF29CE484222325, dtype=np.uint64)
+            for c in cols:
+                key = (key ^ c) * prime
+        uniq, inv = np.unique(key, return_inverse=True)
+        inv = inv.ravel()
+        groups = _split_by(inv, uniq.size)
+        if len(cols) > 1 and not all(bool((c[g] == c[g[0]]).all()) for g in groups for c in cols):
+            # a hash collision (never seen in practice): group on the words themselves
+            _, inv = np.unique(np.stack(cols, axis=1), axis=0, return_inverse=True)
+            inv = inv.ravel()
+            groups = _split_by(inv, int(inv.max()) + 1)
+        for g in groups:
+            a = int(at[g[0]])
+            yield padded[a:a + n], idx[g]
+
+
+def _split_by(inv: np.ndarray, k: int) -> list[np.ndarray]:
+    """Indices of each label 0..k-1, each in ascending (file) order."""
+    small = inv.astype(np.int16 if k < 32768 else np.int64)
+    order = np.argsort(small, kind="stable")  # a radix sort for int16
+    return np.split(order, np.cumsum(np.bincount(small, minlength=k))[:-1])
 
 
 def _varint(buf, p: int) -> tuple[int, int]:
@@ -338,7 +431,7 @@ def _fields(buf, p: int, end: int):
         yield num, wire, val
 
 
-def _parse_event(buf, d: int, e: int, tags: dict) -> None:
+def _parse_event(buf, d: int, e: int, record: int, tags: dict, plugins: dict) -> None:
     wall = float("nan")
     step = 0
     summary = None
@@ -353,10 +446,10 @@ def _parse_event(buf, d: int, e: int, tags: dict) -> None:
         return  # file_version, graph, session_log, ... events carry no scalars
     for num, wire, val in _fields(buf, summary[0], summary[1]):
         if num == 1 and wire == 2:
-            _parse_value(buf, val[0], val[1], step, wall, tags)
+            _parse_value(buf, val[0], val[1], record, step, wall, tags, plugins)
 
 
-def _parse_value(buf, p: int, end: int, step: int, wall: float, tags: dict) -> None:
+def _parse_value(buf, p: int, end: int, record: int, step: int, wall: float, tags: dict, plugins: dict) -> None:
     tag = None
     simple = None
     tensor = None
@@ -372,13 +465,10 @@ def _parse_value(buf, p: int, end: int, step: int, wall: float, tags: dict) -> N
             plugin = _plugin_name(buf, *val)
     if tag is None:
         return
-    t = tags.get(tag)
-    if t is None:
-        t = tags[tag] = _Tag()
     # TF2 writes the metadata only with a tag's first event; later events inherit its plugin.
-    if plugin is not None and t.plugin is None:
-        t.plugin = plugin
-    if t.plugin not in (None, "scalars"):
+    if plugin is not None:
+        plugins.setdefault(tag, plugin)
+    if plugins.get(tag, "scalars") != "scalars":
         return
     if simple is not None:
         value = simple
@@ -388,7 +478,7 @@ def _parse_value(buf, p: int, end: int, step: int, wall: float, tags: dict) -> N
             return
     else:
         return
-    t.slow.append((step, wall, value, len(t.steps) + len(t.slow)))
+    tags.setdefault(tag, []).append((record, step, wall, value))
 
 
 def _plugin_name(buf, p: int, end: int) -> str | None:
@@ -476,30 +566,3 @@ def _scalar_tensor(buf, p: int, end: int) -> float | None:
     if kind == "bf16":
         return float(np.array([x << 16], dtype=np.uint32).view(np.float32)[0])
     return float(x - (1 << 64) if x >= 1 << 63 else x)
-
-
-def _assemble(buf: bytes, per_tag: dict[str, _Tag]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    b = np.frombuffer(buf, dtype=np.uint8)
-    out = {}
-    for name, t in per_tag.items():
-        steps = np.frombuffer(t.steps, dtype=np.int64).astype(np.float64)
-        voff = np.frombuffer(t.val_off, dtype=np.int64)
-        woff = np.frombuffer(t.wall_off, dtype=np.int64)
-        values = b[voff[:, None] + np.arange(4)].view("<f4").ravel().astype(np.float64)
-        wall = b[woff[:, None] + np.arange(8)].view("<f8").ravel().copy()
-        if t.slow:
-            # slow-path points were interleaved with fast ones; put them back in file order
-            is_slow = np.zeros(steps.size + len(t.slow), dtype=bool)
-            is_slow[[x[3] for x in t.slow]] = True
-            steps = _interleave(is_slow, steps, [x[0] for x in t.slow])
-            wall = _interleave(is_slow, wall, [x[1] for x in t.slow])
-            values = _interleave(is_slow, values, [x[2] for x in t.slow])
-        out[name] = (steps, wall, values)
-    return out
-
-
-def _interleave(is_slow: np.ndarray, fast: np.ndarray, slow: list) -> np.ndarray:
-    arr = np.empty(is_slow.size)
-    arr[is_slow] = slow
-    arr[~is_slow] = fast
-    return arr
