@@ -34,6 +34,8 @@ class _Bad:
 
 
 BAD = _Bad()
+# Keras' CSVLogger writes "NA" for a metric missing that epoch; pandas writes "" or "NaN".
+_MISSING = {"na", "n/a", "null", "none", "-"}
 _TENSOR_RE = re.compile(r"^tensor\(\s*([^,)]+)")
 
 
@@ -46,7 +48,7 @@ def parse_cell(cell) -> float | None | _Bad:
     if isinstance(cell, (int, float)):
         return float(cell)
     text = str(cell).strip().strip('"')
-    if not text:
+    if not text or text.lower() in _MISSING:
         return None
     try:
         return float(text)
