@@ -88,8 +88,8 @@ def line_plot(
     shade: tuple[float, float] | None = None,
     marks: Sequence[tuple[float, str]] = (),
     points: Sequence[tuple[float, float, str]] = (),
-    width: int = 680,
-    height: int = 260,
+    width: int = 860,
+    height: int = 280,
 ) -> str:
     """An SVG chart of `lines`. `shade` = (x0, x1) window; `marks` = vertical lines with labels;
     `points` = (x, y, label) dots (the best epoch). Non-finite values break the line and are
