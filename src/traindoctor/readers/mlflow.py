@@ -70,7 +70,7 @@ def read(unit: Path) -> Part:
             hparams[f.relative_to(params_dir).as_posix()] = _cast(_read_small(f))
     run_name = meta.get("run_name") or _read_small(run_dir / "tags" / "mlflow.runName")
     if run_name:
-        hparams["mlflow.run_name"] = run_name
+        hparams["mlflow.run_name"] = str(run_name)
     hparams["mlflow.run_id"] = meta.get("run_id", run_dir.name)
     exp = _meta(run_dir.parent / "meta.yaml").get("name")
     if exp:
@@ -94,14 +94,18 @@ def _read_metric(path: Path, name: str) -> tuple[Series | None, int, int | None]
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None, 1, 1
-    for lineno, line in enumerate(text.splitlines(), 1):
+    lines = text.splitlines()
+    # MLflow < 1.0 wrote "timestamp value" (no step). Only a file written wholly that way is old
+    # style; a two-field line among three-field ones is a line cut short by a crash.
+    old_style = all(len(ln.split()) == 2 for ln in lines if ln.strip())
+    for lineno, line in enumerate(lines, 1):
         parts = line.split()
         if not parts:
             continue
         try:
             if len(parts) == 3:
                 ts, val, step = int(parts[0]), float(parts[1]), float(parts[2])
-            elif len(parts) == 2:  # MLflow < 1.0: no step column
+            elif len(parts) == 2 and old_style:
                 ts, val, step = int(parts[0]), float(parts[1]), float(len(steps))
             else:
                 raise ValueError
