@@ -263,3 +263,41 @@ def test_empty_file_and_discovery(tmp_path):
     assert tb.discover(tmp_path) == [empty]
     assert tb.discover(tmp_path / "notes.txt") == []
     assert tb.discover(empty) == [empty]
+
+
+def test_corrupt_length_header_stops_with_a_crc_note(tmp_path):
+    run_dir = tmp_path / "run"
+    _write_scalars(run_dir, {"loss": np.arange(40.0)}, range(40))
+    f = _events(run_dir)[0]
+    data = bytearray(f.read_bytes())
+    starts, pos = [], 0
+    while pos < len(data):
+        starts.append(pos)
+        pos += 16 + int.from_bytes(data[pos:pos + 8], "little")
+    cut = starts[21]  # record 0 is file_version, so this is the 21st scalar (step 20)
+    data[cut:cut + 8] = (10**9).to_bytes(8, "little")
+    f.write_bytes(bytes(data))
+    run = _load(run_dir)
+    assert run["loss"].values.tolist() == list(map(float, range(20)))
+    assert "fails its CRC-32C check" in run.notes[0] and f"at byte {cut} after step 19" in run.notes[0]
+
+
+def test_fast_and_general_layouts_mix_in_file_order(tmp_path):
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+
+    def ev(step, values):
+        return event_pb2.Event(wall_time=5.0 + step, step=step, summary=summary_pb2.Summary(value=values))
+
+    meta = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+    w = _tf2_writer(tmp_path / "run")
+    w.add_event(ev(0, [summary_pb2.Summary.Value(tag="loss", simple_value=3.0)]))  # add_scalar layout
+    w.add_event(ev(1, [summary_pb2.Summary.Value(tag="loss", simple_value=2.5, metadata=meta)]))
+    w.add_event(ev(2, [summary_pb2.Summary.Value(tag="loss", simple_value=2.0),
+                       summary_pb2.Summary.Value(tag="acc", simple_value=0.5)]))  # two values
+    w.add_event(ev(-3, [summary_pb2.Summary.Value(tag="loss", simple_value=1.5)]))  # negative step
+    w.close()
+    run = _load(tmp_path / "run")
+    assert run["loss"].steps.tolist() == [0, 1, 2, -3]
+    assert run["loss"].values.tolist() == [3.0, 2.5, 2.0, 1.5]
+    assert run["loss"].wall_times.tolist() == [5.0, 6.0, 7.0, 2.0]
+    assert run["acc"].values.tolist() == [0.5]

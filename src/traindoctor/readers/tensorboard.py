@@ -74,7 +74,8 @@ def discover(root: Path) -> list[Path]:
 
 def _file_order(f: Path) -> tuple:
     m = _TS_RE.search(f.name)
-    return (str(f.parent), int(m.group(1)) if m else 0, f.name)
+    tail = re.search(r"\.(\d+)$", f.name)  # torch appends a per-process counter: ...<pid>.<n>
+    return (str(f.parent), int(m.group(1)) if m else 0, int(tail.group(1)) if tail else 0, f.name)
 
 
 # -- reading one file ------------------------------------------------------------------------
@@ -147,7 +148,7 @@ def read_events(path: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, np.
     starts, ends, stop_at, why = _frame(buf)
     bad = _first_bad_crc(buf, starts, ends)
     if bad is not None:
-        why = f"record {bad} (byte {int(starts[bad]) - 12}) fails its CRC-32C check (corrupt file?)"
+        why = f"record {bad} fails its CRC-32C check (corrupt file?)"
         stop_at = int(starts[bad]) - 12
         starts, ends = starts[:bad], ends[:bad]
     if starts.size == 0:
@@ -165,9 +166,8 @@ def read_events(path: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, np.
         n_points = sum(v[0].size for v in data.values())
         last = max((float(v[0].max()) for v in data.values() if v[0].size), default=None)
         after = f"after step {int(last)}" if last is not None else "before any scalar"
-        notes.append(f"{path.name}: {why} at byte {stop_at} {after} (crashed run?); read {n_points} points"
-                     if "CRC" not in why else
-                     f"{path.name}: {why} {after}; read {n_points} points before it")
+        crashed = " (crashed run?)" if why.endswith("mid-record") else ""
+        notes.append(f"{path.name}: {why} at byte {stop_at} {after}{crashed}; read {n_points} points")
     return data, notes
 
 
@@ -197,10 +197,14 @@ def _frame(buf: bytes):
         pos = nxt
     why = ""
     if pos < n:
-        if n - pos >= 8 and _U64.unpack_from(buf, pos)[0] > _MAX_RECORD:
-            why = "a record header holds an implausible length (corrupt file?)"
-        else:
-            why = "file ends mid-record"
+        why = "file ends mid-record"
+        if n - pos >= 12:
+            # A length that runs past the end is a truncation only if the header is intact.
+            b = np.frombuffer(buf, dtype=np.uint8)
+            if _masked_crc_at(b, np.array([pos]), 8)[0] != _at(buf, "<u4")[pos + 8]:
+                why = "a record header fails its CRC-32C check (corrupt file?)"
+            elif _U64.unpack_from(buf, pos)[0] > _MAX_RECORD:
+                why = "a record header holds an implausible length (corrupt file?)"
     heads = np.frombuffer(heads, dtype=np.int64)
     if heads.size == 0:
         return heads, heads, pos, why
