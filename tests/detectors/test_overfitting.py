@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+
+import traindoctor as td
+from traindoctor.detectors.overfitting import early_stop_index
+
+
+def _u(ep, val, train):
+    return td.RunHistory.from_dict({"val_loss": val, "train_loss": train}, epochs=True)
+
+
+def test_clear_rise_far_past_noise(curves):
+    r = np.random.default_rng(0)
+    ep = np.arange(60)
+    val = 0.5 + 0.002 * (ep - 15) ** 2 + 0.01 * r.standard_normal(60)
+    rep = td.diagnose(_u(ep, val, 1.0 * np.exp(-ep / 15)), only=["overfitting", "train_val_gap"])
+    [f] = rep.get("overfitting")
+    assert f.severity == td.Severity.WARNING and abs(f.evidence["best_epoch"] - 15) <= 3
+    assert f.evidence["rise_in_noise"] > 10 and "thresholds" in f.evidence
+    assert not f.evidence["checkpoint"] and "ModelCheckpoint" in f.fixes[0].code
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_healthy_runs_no_warning(curves, seed):
+    assert not curves.warnings(td.diagnose(curves.healthy_run(40, seed), only=["overfitting"]))
+    run = td.RunHistory.from_dict({"train_loss": curves.finetune(300, seed=seed),
+                                   "val_loss": curves.finetune(300, seed=seed + 100) + 0.05})
+    assert not curves.warnings(td.diagnose(run, only=["overfitting", "train_val_gap"]))
+
+
+def test_early_stop_matches_lightning_semantics():
+    v = [3, 2, 1, 1, 2, 3, 4, 5]  # a tie is not an improvement (min_delta=0, strict)
+    assert early_stop_index(v, 3) == 5 and early_stop_index(v, 10) is None
+    assert early_stop_index([0.1, 0.2, 0.15, 0.1], 2, higher_is_better=True) == 3
+
+
+def test_edges_short_nan_constant():
+    assert td.diagnose(td.RunHistory.from_dict({"val_loss": [1, 2]}), only=["overfitting"]).skipped
+    nan = td.RunHistory.from_dict({"val_loss": [np.nan] * 20})
+    assert not td.diagnose(nan, only=["overfitting"]).findings
+    const = td.RunHistory.from_dict({"val_loss": [0.5] * 30, "train_loss": [0.5] * 30})
+    assert not td.diagnose(const, only=["overfitting", "train_val_gap"]).findings
