@@ -14,11 +14,12 @@ import numpy as np
 from ..finding import Finding, Fix, Skip
 from ..history import RunHistory
 from ..registry import detector
-from .divergence import fmt, r4, robust_noise, smooth_window, trailing_median, xval
+from .divergence import fmt, r4, robust_noise, rolling_median, smooth_window, trailing_median, xval
 
 
 def find_spikes(values: np.ndarray, *, z_threshold: float, rel_threshold: float,
-                recover_fraction: float, window: int | None = None) -> tuple[list[dict], float]:
+                recover_fraction: float, range_fraction: float = 0.0,
+                window: int | None = None) -> tuple[list[dict], float]:
     """Spike events as dicts of indices and sizes, plus the noise scale used."""
     n = values.size
     window = window or smooth_window(n)
@@ -26,9 +27,12 @@ def find_spikes(values: np.ndarray, *, z_threshold: float, rel_threshold: float,
     noise = robust_noise(values, window)
     scale = max(noise, 1e-12)
     excess = values - level
+    smooth = rolling_median(values, window)
+    run_range = float(np.max(smooth) - np.min(smooth))
     with np.errstate(all="ignore"):
         z = excess / scale
         flagged = (z >= z_threshold) & (excess >= rel_threshold * np.abs(level))
+        flagged &= excess >= range_fraction * run_range
     flagged[: max(3, window // 2)] = False  # no level to compare against yet
     events = []
     i = 0
@@ -64,6 +68,9 @@ def loss_spikes(
     # ...and at least doubling the recent level (Lightning's SpikeDetection default rtol=2.0
     # flags a loss 2x its running mean).
     rel_threshold: float = 1.0,
+    # ...and at least 10% of the run's whole (smoothed) range: a loss near 0 doubling from 0.02
+    # to 0.05 is minibatch noise, not an event (Lightning's SpikeDetection has an atol for this).
+    range_fraction: float = 0.1,
     # Recovered = the median after the spike is back within 25% of the way from level to peak.
     recover_fraction: float = 0.25,
     # Many recovered spikes are a warning too: 5 events and at least 1% of the points.
@@ -79,7 +86,7 @@ def loss_spikes(
         yield Skip("loss_spikes", f"{raw.name} has {n} finite points; need at least {min_points}")
         return
     events, noise = find_spikes(s.values, z_threshold=z_threshold, rel_threshold=rel_threshold,
-                                recover_fraction=recover_fraction)
+                                recover_fraction=recover_fraction, range_fraction=range_fraction)
     if not events:
         return
     x = s.x()
@@ -107,7 +114,8 @@ def loss_spikes(
         "noise": r4(noise),
         "min_ratio_to_level": r4(1 + rel_threshold),
         "thresholds": {"z_threshold": z_threshold, "rel_threshold": rel_threshold,
-                       "recover_fraction": recover_fraction, "many_spikes": many_spikes,
+                       "recover_fraction": recover_fraction, "range_fraction": range_fraction,
+                       "many_spikes": many_spikes,
                        "many_rate": many_rate},
     }
     b_x = xval(x[biggest["peak"]])
