@@ -330,6 +330,10 @@ class _Bar:
     completed: bool = False
     epoch_level: dict[str, float] = field(default_factory=dict)
     last_step: float = float("nan")
+    prev: dict[str, float] = field(default_factory=dict)  # the previous frame's per-step metrics
+    before: dict[str, float] = field(default_factory=dict)  # metrics when the counter moved on
+    stale_here: bool = False  # every frame at this counter repeats the previous counter's metrics
+    zero_fresh: bool = False  # a new value at counter 0: set_postfix() before the update (plain loop)
 
 
 @dataclass
@@ -381,6 +385,16 @@ def parse(text: str) -> Parsed:
             out.notes.append(f"the log ends inside epoch {_fmt(keras.epoch)} (batch {n}/{total}) before "
                              "its end-of-epoch line; that epoch has no values (crashed or stopped run?)")
         skipped_eval += keras.ignored
+
+    def end_bar():
+        # A plain loop calls set_postfix() before tqdm counts the batch (a fresh value at counter
+        # 0), so the final counter that close() draws only repeats the step before: not a point.
+        # Lightning counts first, then sets the postfix: its last counter is a real step.
+        if bar.zero_fresh and bar.stale_here and bar.last_n > 0:
+            for k in bar.prev:
+                if pts.get(k) and pts[k][-1][0] == bar.last_step:
+                    pts[k].pop()
+        flush_bar_epoch()
 
     def flush_bar_epoch():
         # validation metrics appear on the bar's last frame of an epoch and stay on screen
@@ -452,20 +466,31 @@ def parse(text: str) -> Parsed:
                 continue  # a bar of the user's own (evaluation, data loading): not training steps
             ep = float(em.group(1)) if em else bar.epoch
             if (em and ep != bar.epoch) or n < bar.last_n:  # a new epoch's bar
-                flush_bar_epoch()
-                if bar.last_n >= 0:
+                end_bar()
+                if bar.last_n > 0:  # Lightning resets the bar to 0 before renaming it "Epoch N+1"
                     bar.offset += bar.total if bar.total is not None else bar.last_n
                 bar.completed = False
+                bar.zero_fresh = False
+            step_metrics = {k: v for k, v in metrics if not _epoch_level(k)}
+            same = step_metrics == bar.prev
+            if n != bar.last_n:
+                bar.before = bar.prev
+            bar.stale_here = step_metrics == bar.before and (n != bar.last_n or bar.stale_here)
+            bar.prev = step_metrics
             bar.epoch, bar.total, bar.last_n = ep, total, n
             if total is not None and n >= total:
                 bar.completed = True
-            if n == 0:
-                continue  # no batch done yet; its postfix still shows the previous epoch
-            rate = _rate(inner)
-            step = bar.offset + n
-            bar.last_step = step
             if metrics:
                 out.metric_frames += 1
+            if n == 0:
+                # no batch done yet: Lightning's reset frame still shows the last epoch's postfix
+                # (unchanged: skip it); a plain loop's set_postfix() at 0 shows the first batch
+                if same or not step_metrics:
+                    continue
+                bar.zero_fresh = True
+            rate = _rate(inner) if n else None
+            step = bar.offset + n
+            bar.last_step = step
             for k, v in metrics:
                 if _epoch_level(k):
                     bar.epoch_level[k] = v
@@ -508,7 +533,7 @@ def parse(text: str) -> Parsed:
         state["running"] += 1
 
     flush_keras()
-    flush_bar_epoch()
+    end_bar()
     if skipped_eval:
         out.notes.append(f"{skipped_eval} Keras progress line(s) after an epoch's final line were "
                          "ignored (model.evaluate()/predict() output?)")
