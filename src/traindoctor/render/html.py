@@ -221,6 +221,10 @@ def _curves(report) -> str:
     return ("<h2>Curves</h2>" + "".join(out)) if out else ""
 
 
+def _opt(v) -> str:
+    return "" if v is None else escape(fmt_value(v))
+
+
 def _data_read(report) -> str:
     src = report.source or {}
     out = []
@@ -242,8 +246,8 @@ def _data_read(report) -> str:
     cks = src.get("checkpoints") or []
     if cks:
         rows = "".join(
-            f"<tr><td><code>{escape(str(c.get('path')))}</code></td><td class=\"num\">{escape(fmt_value(c.get('epoch')))}"
-            f"</td><td class=\"num\">{escape(fmt_value(c.get('step')))}</td><td>{escape(fmt_value(c.get('tag')))}</td></tr>"
+            f"<tr><td><code>{escape(str(c.get('path')))}</code></td><td class=\"num\">{_opt(c.get('epoch'))}"
+            f"</td><td class=\"num\">{_opt(c.get('step'))}</td><td>{_opt(c.get('tag'))}</td></tr>"
             for c in cks[:100]
         )
         out.append("<h3>Checkpoints</h3><table><tr><th>path</th><th>epoch</th><th>step</th><th>tag</th></tr>"
