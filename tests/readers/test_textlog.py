@@ -184,6 +184,7 @@ def test_lightning_progress_bar_stream_seed_001(tmp_path):
     assert part.notes == []
 
 
+@pytest.mark.slow
 def test_real_lightning_progress_bar_matches_its_csv_logger(tmp_path):
     """A real Trainer with TQDMProgressBar writing to a file: the bar's per-step train_loss and
     per-epoch val_loss agree with the same run's metrics.csv (to the bar's 3 significant digits)."""
