@@ -1,0 +1,387 @@
+"""The shared probe context: one parsed batch, one cached forward/backward, and state save/restore.
+
+Every check reads from a ProbeContext instead of running its own forward pass; expensive shared
+results (the base gradients, the recorded activations, the one-step experiment, the LR sweep) are
+computed at most once, on first use. Experiments that change parameters do so in place and the
+runner restores everything afterwards from a bit-exact snapshot (pytorch-lr-finder's approach:
+cache the state, experiment, restore).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+
+# Every forward pass of the probe starts from this seed, so dropout masks are identical between the
+# "before" and "after" passes it compares, and the probe gives the same answer twice.
+PROBE_SEED = 0
+
+
+# -- batch and output parsing ------------------------------------------------------------------
+
+def split_batch(batch) -> tuple[Any, Any, str]:
+    """(inputs, targets, kind): a tensor, an (inputs, targets) pair, or an HF-style dict."""
+    import torch
+
+    if isinstance(batch, torch.Tensor):
+        return batch, None, "tensor"
+    if isinstance(batch, Mapping):
+        return dict(batch), batch.get("labels"), "dict"
+    if isinstance(batch, (tuple, list)):
+        if len(batch) == 2:
+            return batch[0], batch[1], "pair"
+        if len(batch) == 1:
+            return batch[0], None, "pair"
+    raise InputError(None, f"batch must be a tensor, an (inputs, targets) tuple/list or a dict of tensors; "
+                           f"got {type(batch).__name__}"
+                           + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else "")
+                           + "; pass one batch from your DataLoader")
+
+
+def to_device(obj, device):
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, Mapping):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(to_device(v, device) for v in obj)
+    return obj
+
+
+def extract_output(out) -> tuple[Any, Any]:
+    """(predictions, model_loss) from a tensor, tuple, dict or HF-style output object."""
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return out, None
+    if isinstance(out, Mapping):
+        loss = out.get("loss")
+        pred = out.get("logits")
+        if pred is None:
+            pred = next((v for k, v in out.items() if k != "loss" and isinstance(v, torch.Tensor)), None)
+        return pred, loss
+    if isinstance(out, (tuple, list)):
+        first = out[0] if out else None
+        return (first if isinstance(first, torch.Tensor) else None), None
+    return getattr(out, "logits", None), getattr(out, "loss", None)
+
+
+def call_model(model, inputs):
+    if isinstance(inputs, Mapping):
+        return model(**inputs)
+    return model(inputs)
+
+
+def batch_size(inputs) -> int | None:
+    import torch
+
+    if isinstance(inputs, torch.Tensor):
+        return int(inputs.shape[0]) if inputs.dim() else None
+    if isinstance(inputs, Mapping):
+        for v in inputs.values():
+            if isinstance(v, torch.Tensor) and v.dim():
+                return int(v.shape[0])
+    return None
+
+
+def map_inputs(inputs, fn, *, skip_keys=("labels",)):
+    """Apply fn to every batch-first tensor of the inputs (not to the labels)."""
+    import torch
+
+    if isinstance(inputs, torch.Tensor):
+        return fn(inputs)
+    if isinstance(inputs, Mapping):
+        return {k: (fn(v) if isinstance(v, torch.Tensor) and v.dim() and k not in skip_keys else v)
+                for k, v in inputs.items()}
+    return inputs
+
+
+def input_tensors(inputs) -> list:
+    import torch
+
+    if isinstance(inputs, torch.Tensor):
+        return [inputs]
+    if isinstance(inputs, Mapping):
+        return [v for k, v in inputs.items() if isinstance(v, torch.Tensor) and k != "labels"]
+    return []
+
+
+# -- state snapshot ----------------------------------------------------------------------------
+
+@dataclass
+class Snapshot:
+    params: list
+    buffers: list
+    modes: list
+    optimizer: Any
+    rng: dict
+
+
+def snapshot(model, optimizer) -> Snapshot:
+    import torch
+
+    params = [(p, p.detach().clone(), None if p.grad is None else p.grad.detach().clone(), p.grad)
+              for p in model.parameters()]
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    modes = [(m, m.training) for m in model.modules()]
+    opt = None
+    if optimizer is not None:
+        opt = {
+            "state": {p: {k: (v.detach().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v))
+                          for k, v in s.items()} for p, s in optimizer.state.items()},
+            "groups": [{k: copy.deepcopy(v) for k, v in g.items() if k != "params"}
+                       for g in optimizer.param_groups],
+            "group_params": [list(g["params"]) for g in optimizer.param_groups],
+            "attrs": {k: v for k, v in vars(optimizer).items()
+                      if isinstance(v, (bool, int, float, str)) or v is None},
+        }
+    rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return Snapshot(params, buffers, modes, opt, rng)
+
+
+def restore(snap: Snapshot, optimizer) -> None:
+    import torch
+
+    with torch.no_grad():
+        for p, data, grad, grad_obj in snap.params:
+            p.copy_(data)
+            if grad is None:
+                p.grad = None
+            else:
+                # put the user's own grad tensor object back, with its original values
+                if grad_obj is not None and grad_obj.shape == grad.shape:
+                    grad_obj.copy_(grad)
+                    p.grad = grad_obj
+                else:
+                    p.grad = grad
+        for b, data in snap.buffers:
+            b.copy_(data)
+    for m, training in snap.modes:
+        m.training = training
+    if optimizer is not None and snap.optimizer is not None:
+        o = snap.optimizer
+        optimizer.state.clear()
+        for p, s in o["state"].items():
+            optimizer.state[p] = s
+        for g, saved, params in zip(optimizer.param_groups, o["groups"], o["group_params"]):
+            for k in [k for k in g if k != "params" and k not in saved]:
+                del g[k]
+            g.update(saved)
+            g["params"] = params
+        for k, v in o["attrs"].items():
+            setattr(optimizer, k, v)
+    torch.set_rng_state(snap.rng["torch"])
+    np.random.set_state(snap.rng["numpy"])
+    random.setstate(snap.rng["python"])
+    if "cuda" in snap.rng:
+        torch.cuda.set_rng_state_all(snap.rng["cuda"])
+
+
+def restore_params(snap: Snapshot) -> None:
+    """Put parameters and buffers back between experiments (grads and optimizer stay as they are)."""
+    import torch
+
+    with torch.no_grad():
+        for p, data, _, _ in snap.params:
+            p.copy_(data)
+        for b, data in snap.buffers:
+            b.copy_(data)
+
+
+def clone_optimizer(optimizer):
+    """A fresh optimizer of the same class, hyper-parameters and state, on the same parameters.
+
+    Stepping a copy leaves the user's optimizer object untouched (no step counters, no scheduler
+    bookkeeping). Optimizers whose constructor will not take param groups alone raise here.
+    """
+    groups = [{**{k: copy.deepcopy(v) for k, v in g.items() if k != "params"}, "params": list(g["params"])}
+              for g in optimizer.param_groups]
+    new = type(optimizer)(groups)
+    new.load_state_dict(copy.deepcopy(optimizer.state_dict()))
+    return new
+
+
+# -- the context -------------------------------------------------------------------------------
+
+@dataclass
+class Base:
+    """The shared forward/backward at the current parameters."""
+
+    pred: Any  # detached predictions
+    loss: float | None
+    loss_source: str  # "loss_fn", "model" or "none"
+    grads: dict  # param name -> detached grad tensor or None (only params that require grad)
+    error: str | None = None
+
+
+@dataclass
+class ProbeContext:
+    model: Any
+    inputs: Any
+    targets: Any
+    loss_fn: Any
+    optimizer: Any
+    device: Any
+    deadline: float
+    snap: Snapshot
+    batch_kind: str = "pair"
+    cache: dict = field(default_factory=dict)
+
+    # -- basics ------------------------------------------------------------------------------
+    def time_left(self) -> float:
+        return self.deadline - time.perf_counter()
+
+    def seeded(self) -> None:
+        import torch
+
+        torch.manual_seed(PROBE_SEED)
+
+    def named_trainable(self) -> list:
+        return [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+
+    def forward(self, inputs=None, *, grad: bool = False):
+        """(pred, loss tensor or None) for the given inputs (default: the batch), seeded."""
+        import torch
+
+        self.seeded()
+        with torch.set_grad_enabled(grad):
+            out = call_model(self.model, self.inputs if inputs is None else inputs)
+            pred, model_loss = extract_output(out)
+            loss = self.compute_loss(pred, model_loss)
+        return pred, loss
+
+    def compute_loss(self, pred, model_loss):
+        if self.loss_fn is not None and self.targets is not None and pred is not None:
+            return self.loss_fn(pred, self.targets)
+        if model_loss is not None:
+            return model_loss
+        return None
+
+    @property
+    def loss_source(self) -> str:
+        return self.base.loss_source
+
+    # -- the shared forward/backward ---------------------------------------------------------
+    @property
+    def base(self) -> Base:
+        if "base" not in self.cache:
+            self.cache["base"] = self._compute_base()
+        return self.cache["base"]
+
+    def _compute_base(self) -> Base:
+        import torch
+
+        pred, loss = self.forward(grad=True)
+        source = ("loss_fn" if self.loss_fn is not None and self.targets is not None
+                  else "model" if loss is not None else "none")
+        grads: dict = {}
+        if loss is not None and loss.dim() == 0 and loss.requires_grad:
+            named = self.named_trainable()
+            # autograd.grad leaves the user's .grad untouched; allow_unused gives None for
+            # parameters the loss does not reach at all
+            gs = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
+            grads = {n: (None if g is None else g.detach()) for (n, _), g in zip(named, gs)}
+        elif loss is not None and loss.dim() == 0:
+            grads = {n: None for n, _ in self.named_trainable()}
+        return Base(
+            pred=None if pred is None else pred.detach(),
+            loss=None if loss is None or loss.dim() != 0 else float(loss.detach()),
+            loss_source=source,
+            grads=grads,
+            error=None if loss is None or loss.dim() == 0 else
+            f"the loss has shape {tuple(loss.shape)}; a scalar is needed (use reduction='mean')",
+        )
+
+    def loss_value(self) -> float | None:
+        """Loss on the batch at the current parameters (a fresh seeded forward, no grad)."""
+        _, loss = self.forward(grad=False)
+        return None if loss is None else float(loss.detach())
+
+    def train_steps(self, optimizer, steps: int, *, seconds: float | None = None) -> tuple[list, bool]:
+        """Run optimizer steps on the batch; returns (losses before each step, finished?)."""
+        start = time.perf_counter()
+        losses = []
+        params = [p for _, p in self.named_trainable()]
+        for _ in range(steps):
+            if seconds is not None and time.perf_counter() - start > seconds:
+                return losses, False
+            optimizer.zero_grad(set_to_none=True)
+            _, loss = self.forward(grad=True)
+            value = float(loss.detach())
+            losses.append(value)
+            if not math.isfinite(value):
+                return losses, True
+            loss.backward(inputs=params)
+            optimizer.step()
+        return losses, True
+
+    # -- one optimizer step with the user's optimizer (cached) ---------------------------------
+    def one_step(self) -> dict:
+        if "one_step" not in self.cache:
+            self.cache["one_step"] = self._one_step()
+        return self.cache["one_step"]
+
+    def _one_step(self) -> dict:
+        import torch
+
+        opt = self.optimizer_copy()
+        named = self.named_trainable()
+        before = {n: p.detach().clone() for n, p in named}
+        losses, _ = self.train_steps(opt, 1)
+        after_loss = self.loss_value()
+        with torch.no_grad():
+            ratios = {}
+            for n, p in named:
+                w = float(before[n].norm())
+                dw = float((p.detach() - before[n]).norm())
+                ratios[n] = (dw, w)
+        restore_params(self.snap)
+        return {"loss_before": losses[0], "loss_after": after_loss, "updates": ratios}
+
+    def optimizer_copy(self):
+        try:
+            return clone_optimizer(self.optimizer)
+        except Exception:  # an optimizer with a custom constructor: use it, the runner restores it
+            return self.optimizer
+
+
+# -- small helpers shared by the checks ----------------------------------------------------------
+
+def r4(x):
+    """Round to 4 significant digits: evidence and titles quote the same rounded number."""
+    if x is None:
+        return None
+    x = float(x)
+    if not math.isfinite(x) or x == 0:
+        return x
+    return float(f"{x:.4g}")
+
+
+def module_of(param_name: str) -> str:
+    """`encoder.layers.0.linear1.weight` -> `encoder.layers.0.linear1` (the owning module path)."""
+    return param_name.rpartition(".")[0] or "(root)"
+
+
+def need_loss(ctx, code: str):
+    """A Skip when there is no scalar loss to differentiate, else None."""
+    from ..finding import Skip
+
+    base = ctx.base
+    if base.error:
+        return Skip(code, base.error)
+    if base.loss is None:
+        return Skip(code, "no loss: pass loss_fn= and (inputs, targets), or a model that returns a loss")
+    return None
