@@ -37,7 +37,8 @@ def tb_run(tmp_path_factory):
     x = torch.tensor(x / 16.0, dtype=torch.float32)
     y = torch.tensor(y)
     xt, yt, xv, yv = x[:60], y[:60], x[1000:1400], y[1000:1400]
-    model = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))
+    model = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256),
+                                torch.nn.ReLU(), torch.nn.Linear(256, 10))
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     out = tmp_path_factory.mktemp("tb")
     w = SummaryWriter(str(out))

@@ -69,6 +69,7 @@ def test_report_opens_without_console_errors_and_every_plot_is_visible(tb_run, t
     page = report.to_html()
     n_svg = page.count('<svg xmlns="http://www.w3.org/2000/svg" class="plot"')
     assert n_svg >= 2
+    assert report.has("overfitting") and 'class="best"' in page  # the best step is marked
     html_path = tmp_path / "report.html"
     html_path.write_text(page.replace("</body>", _PROBE + "</body>"), encoding="utf-8")
 

@@ -43,7 +43,8 @@ h1{font-size:24px;margin:8px 0 4px}h2{font-size:19px;margin:28px 0 10px;border-b
 .badge.error{background:var(--err)}.badge.warning{background:var(--warn)}.badge.info{background:var(--info)}
 .badge.ok{background:#2e7d32}
 code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:13px}
-pre{background:#f3f3f7;border:1px solid var(--line);border-radius:6px;padding:8px 10px;overflow-x:auto}
+pre{background:#f3f3f7;border:1px solid var(--line);border-radius:6px;padding:8px 10px;overflow-x:auto;
+ white-space:pre-wrap;word-break:break-word}
 table{border-collapse:collapse;margin:6px 0;font-size:13.5px}
 td,th{border:1px solid var(--line);padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#f0f0f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
