@@ -157,7 +157,7 @@ def read_events(path: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, np.
                                "pass the run folder or a file named events.out.tfevents.*")
     try:
         data = _parse(buf, starts, ends)
-    except _NotEvents:
+    except (_NotEvents, IndexError, struct.error):  # a field runs past its record's end
         raise InputError(path, "not a TensorBoard event file: the records are not Event protobufs "
                                "(expected wall_time/step/summary fields); pass the run folder "
                                "or a file named events.out.tfevents.*") from None
