@@ -175,16 +175,7 @@ def test_no_false_alarms_on_healthy_runs(tmp_path):
             tried += 1
             alarms += [f"{data}/{opt}/seed{seed}/{fmt}: {p}" for p in problems(rep)]
     assert tried == 15
-    # Known false alarms of two part-1 detectors on these healthy runs (reported to their owner):
-    # plateau warns on a validation *accuracy* that has converged (0.92-1.0), and overfitting
-    # warns on a val loss of ~0.05 rising by ~0.015 on wine's 44 validation samples. Until they
-    # are fixed those alone make this an expected failure that lists them; a warning from any
-    # other detector (all of part 2 included) fails the test.
-    known = (": plateau (warning): val", ": overfitting (warning): val")
-    others = [a for a in alarms if not any(k in a for k in known)]
-    assert not others, "\n".join(others)
-    if alarms:
-        pytest.xfail("part-1 false alarms on healthy runs:\n" + "\n".join(alarms))
+    assert not alarms, "\n".join(alarms)
 
 
 @pytest.mark.parametrize("seed", range(4))

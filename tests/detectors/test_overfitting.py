@@ -40,3 +40,30 @@ def test_edges_short_nan_constant():
     assert not td.diagnose(nan, only=["overfitting"]).findings
     const = td.RunHistory.from_dict({"val_loss": [0.5] * 30, "train_loss": [0.5] * 30})
     assert not td.diagnose(const, only=["overfitting", "train_val_gap"]).findings
+
+
+def test_small_rise_of_a_tiny_val_loss_with_steady_accuracy_is_info():
+    # wine seed 2: val loss 0.52 -> best 0.0456 -> 0.0603 on 44 samples, accuracy 0.977 throughout
+    ep = np.arange(15)
+    val = np.array([0.5168, 0.1642, 0.0652, 0.0502, 0.0495, 0.0503, 0.0508, 0.0456, 0.0469,
+                    0.0485, 0.0514, 0.0503, 0.0505, 0.0532, 0.0603])
+    acc = np.array([0.977, 0.977, 1.0] + [0.977] * 12)
+    train = 0.6 * np.exp(-ep / 2) + 0.01
+    run = td.RunHistory.from_dict({"val_loss": val, "val_acc": acc, "train_loss": train}, epochs=True)
+    [f] = td.diagnose(run, only=["overfitting"]).get("overfitting")
+    ev = f.evidence
+    assert f.severity == td.Severity.INFO, f.title
+    assert ev["rise_share_of_improvement"] < ev["thresholds"]["min_undo"]
+    assert ev["accuracy_worse"] is False and ev["best_epoch"] == 7
+
+
+def test_same_small_rise_warns_when_accuracy_falls_too():
+    ep = np.arange(15)
+    val = np.array([0.5168, 0.1642, 0.0652, 0.0502, 0.0495, 0.0503, 0.0508, 0.0456, 0.0469,
+                    0.0485, 0.0514, 0.0503, 0.0505, 0.0532, 0.0603])
+    acc = np.array([0.9, 0.95, 0.977, 0.977, 0.977, 0.977, 0.977, 0.977, 0.977, 0.955, 0.955,
+                    0.932, 0.932, 0.932, 0.932])
+    run = td.RunHistory.from_dict({"val_loss": val, "val_acc": acc,
+                                   "train_loss": 0.6 * np.exp(-ep / 2) + 0.01}, epochs=True)
+    [f] = td.diagnose(run, only=["overfitting"]).get("overfitting")
+    assert f.severity == td.Severity.WARNING and f.evidence["accuracy_worse"] is True

@@ -58,3 +58,41 @@ def test_edges():
     for data in ({"loss": []}, {"loss": [1.0]}, {"loss": [np.nan] * 3}):
         rep = td.diagnose(td.RunHistory.from_dict(data), only=["plateau", "loss_constant"])
         assert not rep.findings
+
+
+def _acc_run(acc, val_loss):
+    return td.RunHistory.from_dict({"val_acc": acc, "val_loss": val_loss}, epochs=True)
+
+
+def test_converged_accuracy_is_not_a_plateau_warning():
+    # digits-like: accuracy 0.84 -> 0.96 in 3 epochs then flat; most of the errors are gone
+    r = np.random.default_rng(3)
+    ep = np.arange(15)
+    acc = np.minimum(0.965, 0.84 + 0.06 * ep) + 0.003 * r.standard_normal(15)
+    loss = 0.1 + 0.5 * np.exp(-ep / 2)
+    fs = td.diagnose(_acc_run(acc, loss), only=["plateau"]).get("plateau")
+    acc_f = [f for f in fs if f.metric == "val_acc"]
+    assert acc_f and all(f.severity == td.Severity.INFO for f in fs)
+    assert acc_f[0].evidence["improvement_before_share"] >= acc_f[0].evidence["thresholds"]["converged_drop"]
+
+
+def test_accuracy_high_from_the_first_check_with_a_falling_loss_is_convergence():
+    # wine-like: 0.977 (43 of 44) from epoch 0 while the val loss falls 0.38 -> 0.05
+    ep = np.arange(15)
+    acc = np.full(15, 0.9773)
+    acc[:2] = 1.0
+    loss = 0.05 + 0.33 * np.exp(-ep)
+    fs = td.diagnose(_acc_run(acc, loss), only=["plateau"]).get("plateau")
+    assert not [f for f in fs if f.severity.rank >= td.Severity.WARNING.rank], [f.title for f in fs]
+    [f] = [f for f in fs if f.metric == "val_acc"]
+    assert "majority_class_share_guess" not in f.evidence
+    assert f.evidence["loss_partner"] == "val_loss" and f.evidence["loss_partner_drop_share"] > 0.5
+
+
+def test_accuracy_flat_with_a_flat_loss_is_still_majority_class():
+    r = np.random.default_rng(4)
+    acc = 0.9 + 0.002 * r.standard_normal(40)
+    loss = 0.33 + 0.003 * r.standard_normal(40)
+    fs = td.diagnose(_acc_run(acc, loss), only=["plateau"]).get("plateau")
+    [f] = [f for f in fs if f.metric == "val_acc"]
+    assert f.severity == td.Severity.WARNING and f.evidence["majority_class_share_guess"] == 0.9
