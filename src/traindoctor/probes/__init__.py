@@ -7,7 +7,6 @@ one shared ProbeContext, and restores everything bit for bit, even when a check 
 
 from __future__ import annotations
 
-import math
 import time
 import traceback
 from collections.abc import Iterable, Mapping
@@ -150,8 +149,3 @@ def _internal_error(code: str, exc: Exception) -> Finding:
         fixes=(Fix("Report it with a small script that reproduces it", "so the check can be fixed"),),
     )
 
-
-def _fmt(x: float) -> str:  # shared 4-significant-digit rendering for titles
-    if x is None or not math.isfinite(x):
-        return str(x)
-    return f"{x:.4g}"

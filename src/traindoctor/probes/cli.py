@@ -37,8 +37,9 @@ def load_target(target: str):
         sys.path.remove(str(path.parent.resolve()))
     factory = getattr(module, name, None)
     if not callable(factory):
-        found = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_"))
-        raise InputError(path, f"no function named {name!r}; callables in the file: {', '.join(found) or 'none'}")
+        found = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_")
+                       and getattr(v, "__module__", None) == module.__name__)  # defined here, not imported
+        raise InputError(path, f"no function named {name!r}; functions in the file: {', '.join(found) or 'none'}")
     try:
         result = factory()
     except Exception as exc:

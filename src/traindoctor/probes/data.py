@@ -157,7 +157,8 @@ def class_imbalance(ctx, *, min_ratio: float = 1.5, warn_ratio: float = 4.0, z: 
     alpha = [r4((n / (c * k)) / sum(n / (c * j) for j in cnt)) for k in cnt]
     table = [{"class": int(cl), "count": k, "share": s, "weight": w, "focal_alpha": a}
              for cl, k, s, w, a in zip(classes.tolist(), cnt, shares, weights, alpha)][:50]
-    binary = c == 2
+    # BCE takes one pos_weight = n_negative / n_positive instead of per-class weights
+    pos_weight = r4(cnt[0] / cnt[1]) if c == 2 and loss_kind(ctx) in ("bce", "bce_logits") else None
     lines = ", ".join(f"{row['class']}: {r4(100 * row['share'])}%" for row in table[:10])
     wtxt = ", ".join(str(w) for w in weights[:10])
     yield Finding(
@@ -165,7 +166,7 @@ def class_imbalance(ctx, *, min_ratio: float = 1.5, warn_ratio: float = 4.0, z: 
         f"Classes are imbalanced in this batch ({lines}); inverse-frequency weights {wtxt}",
         metric="labels",
         evidence={"classes": table, "n": n, "num_classes": c, "max_min_ratio": r4(ratio), "smallest_z": r4(zmin),
-                  "weights": weights, "focal_alpha": alpha,
+                  "weights": weights, "focal_alpha": alpha, "bce_pos_weight": pos_weight,
                   "weight_formula": "w_c = N / (C * n_c)  (inverse frequency, mean weight over samples = 1)",
                   "focal_alpha_formula": "alpha_c = w_c / sum_k w_k",
                   "note": "shares from this one batch; compute the weights from the whole training set",
@@ -177,8 +178,8 @@ def class_imbalance(ctx, *, min_ratio: float = 1.5, warn_ratio: float = 4.0, z: 
         ),
         fixes=(
             Fix("Weight the loss by class", "each class contributes equally to the gradient",
-                f"loss_fn = nn.CrossEntropyLoss(weight=torch.tensor({weights}))" if not binary else
-                f"loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor({r4(cnt[0] / cnt[1])}))"),
+                f"loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor({pos_weight}))" if pos_weight is not None
+                else f"loss_fn = nn.CrossEntropyLoss(weight=torch.tensor({weights}))"),
             Fix("Or resample: a WeightedRandomSampler with per-example weight w_c", "balanced batches",
                 "sampler = WeightedRandomSampler(example_weights, num_samples=len(example_weights))"),
         ),

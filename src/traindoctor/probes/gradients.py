@@ -76,42 +76,57 @@ def dead_gradients(ctx, *, max_listed: int = 20):
     )
 
 
+def _depth_ratio(norms):
+    """(early median, late median, k): gradient norms of the first and last third of the modules.
+
+    Medians over thirds, not single modules: at initialisation some modules legitimately get tiny
+    gradients (attention query/key projections while attention is still uniform), and one module
+    is not "the network's early layers".
+    """
+    import statistics
+
+    k = max(1, len(norms) // 3)
+    early = statistics.median(n for _, n, _ in norms[:k])
+    late = statistics.median(n for _, n, _ in norms[-k:])
+    return early, late, k
+
+
 @probe("vanishing_gradients")
 def vanishing_gradients(ctx, *, min_ratio: float = 1e-4):
-    """Gradient norms of the layers near the input far below those near the output.
+    """Gradient norms of the first third of the layers far below those of the last third.
 
-    min_ratio: a layer whose gradient norm is below 1e-4 x the largest layer's is flagged; a
-    healthy network keeps per-layer gradient norms within two or three orders of magnitude
-    (Glorot & Bengio 2010 analyse how saturating activations shrink them layer by layer).
+    min_ratio: flagged when the median gradient norm of the input-side third of the modules is below
+    1e-4 x that of the output-side third; a healthy network keeps per-layer gradient norms within
+    two or three orders of magnitude (Glorot & Bengio 2010 analyse how saturating activations
+    shrink them layer by layer).
     """
     skip = need_loss(ctx, "vanishing_gradients")
     if skip:
         yield skip
         return
     norms = [(m, n, k) for m, n, k in _module_norms(ctx) if n > 0 and math.isfinite(n)]
-    if len(norms) < 2:
-        yield Skip("vanishing_gradients", f"needs at least 2 modules with non-zero gradients; found {len(norms)}")
+    if len(norms) < 3:
+        yield Skip("vanishing_gradients", f"needs at least 3 modules with non-zero gradients; found {len(norms)}")
         return
-    top = max(range(len(norms)), key=lambda i: norms[i][1])
-    low = [(i, m, n) for i, (m, n, _) in enumerate(norms) if n < min_ratio * norms[top][1] and i < top]
-    if not low:
+    early, late, k = _depth_ratio(norms)
+    ratio = r4(early / late)
+    if early >= min_ratio * late:
         return
-    worst = min(low, key=lambda t: t[2])
-    ratio = r4(worst[2] / norms[top][1])
+    worst = min(norms[:k], key=lambda t: t[1])
     table = [{"module": m, "grad_norm": r4(n)} for m, n, _ in norms[:50]]
     yield Finding(
         "vanishing_gradients", "warning",
-        f"Gradients vanish towards the input: {worst[1]} gets {ratio} x the gradient norm of {norms[top][0]}",
-        metric=worst[1],
-        evidence={"smallest_module": worst[1], "smallest_grad_norm": r4(worst[2]),
-                  "largest_module": norms[top][0], "largest_grad_norm": r4(norms[top][1]), "ratio": ratio,
-                  "modules_below": [m for _, m, _ in low][:50], "table": table,
-                  "thresholds": {"min_ratio": min_ratio}},
+        f"Gradients vanish towards the input: the first {k} modules get {ratio} x the gradient norm of the last {k}",
+        metric=worst[0],
+        evidence={"early_modules": [m for m, _, _ in norms[:k]][:50], "early_median_grad_norm": r4(early),
+                  "late_modules": [m for m, _, _ in norms[-k:]][:50], "late_median_grad_norm": r4(late),
+                  "ratio": ratio, "smallest_module": worst[0], "smallest_grad_norm": r4(worst[1]),
+                  "table": table, "thresholds": {"min_ratio": min_ratio}},
         explanation=(
-            f"The layers before {norms[top][0]} receive gradients more than {1 / min_ratio:g} times "
-            "smaller, so they barely learn. Typical causes: many saturating activations (sigmoid, tanh) "
-            "in a row, a poor initialisation for the activation used, or a very deep stack without "
-            "residual connections or normalisation."
+            f"The input-side layers receive gradients more than {1 / min_ratio:g} times smaller than the "
+            "output-side ones, so they barely learn. Typical causes: many saturating activations "
+            "(sigmoid, tanh) in a row, a poor initialisation for the activation used, or a deep stack "
+            "without residual connections or normalisation."
         ),
         fixes=(
             Fix("Use ReLU/GELU activations and He (Kaiming) initialisation", "they keep the gradient scale per layer",
@@ -124,7 +139,7 @@ def vanishing_gradients(ctx, *, min_ratio: float = 1e-4):
 
 @probe("exploding_gradients")
 def exploding_gradients(ctx, *, max_total_norm: float = 1e3, max_ratio: float = 1e4):
-    """Non-finite gradients, a total gradient norm above 1e3, or early layers 1e4 x the last ones.
+    """Non-finite gradients, a total gradient norm above 1e3, or the first third of the layers 1e4 x the last.
 
     max_total_norm: common clipping norms are 0.5-5 (Pascanu et al. 2013 clip at the scale of the
     usual norm); a norm 1000 x that scale means one step moves weights far. max_ratio mirrors
@@ -160,19 +175,17 @@ def exploding_gradients(ctx, *, max_total_norm: float = 1e3, max_ratio: float = 
             fixes=fixes,
         )
         return
-    if len(finite) >= 2:
-        top = max(range(len(finite)), key=lambda i: finite[i][1])
-        bottom = min(range(len(finite)), key=lambda i: finite[i][1])
-        ratio = finite[top][1] / finite[bottom][1]
-        if ratio > max_ratio and top < bottom:
+    if len(finite) >= 3:
+        early, late, k = _depth_ratio([(m, n, 0) for m, n in finite])
+        ratio = early / late
+        if ratio > max_ratio:
             yield Finding(
                 "exploding_gradients", "warning",
-                f"Gradients grow towards the input: {finite[top][0]} gets {r4(ratio)} x the gradient "
-                f"norm of {finite[bottom][0]}",
-                metric=finite[top][0],
-                evidence={**base_ev, "largest_module": finite[top][0], "largest_grad_norm": r4(finite[top][1]),
-                          "smallest_module": finite[bottom][0], "smallest_grad_norm": r4(finite[bottom][1]),
-                          "ratio": r4(ratio)},
+                f"Gradients grow towards the input: the first {k} modules get {r4(ratio)} x the gradient "
+                f"norm of the last {k}",
+                metric=finite[0][0],
+                evidence={**base_ev, "early_median_grad_norm": r4(early), "late_median_grad_norm": r4(late),
+                          "early_modules": [m for m, _ in finite[:k]][:50], "ratio": r4(ratio)},
                 explanation=("Each layer multiplies the gradient by more than one on the way back, so the "
                              "early layers get enormous updates compared with the late ones."),
                 fixes=fixes,
