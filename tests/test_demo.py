@@ -47,13 +47,15 @@ def test_unknown_fault_is_one_line_and_exit_2(tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1 and "demo --list" in proc.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="plateau warns on the healthy run's val_acc (0.7525 -> 0.9675, still "
-                   "rising): a false alarm reported to the plateau detector's owner; strict, so the fix "
-                   "makes this XPASS fail and the marker gets removed")
-def test_healthy_run_gives_no_warning(tmp_path):
-    """No false alarm on the sensible setup: the demo's control run."""
+@pytest.mark.parametrize("name", ["overfit", "lr-high", "lr-low", "shuffled-labels", "healthy"])
+def test_each_fault_gives_the_findings_it_promises(tmp_path, name):
+    """What `demo --list` promises is what the diagnosis says; the healthy control gives no warning."""
     import traindoctor as td
     from traindoctor.demo import FAULTS, train
 
-    report = td.diagnose(train(FAULTS["healthy"], tmp_path / "a" / "healthy"))
-    assert not report.fails("warning"), [f"{f.code}: {f.title}" for f in report.findings]
+    report = td.diagnose(train(FAULTS[name], tmp_path / "a" / name))
+    acting = {f.code for f in report.findings if f.severity.value != "info"}
+    summary = [f"{f.severity.value} {f.code}: {f.title}" for f in report.findings]
+    assert set(FAULTS[name].expect) <= acting, summary
+    if not FAULTS[name].expect:
+        assert not acting, summary
