@@ -102,14 +102,14 @@ def main(argv=None) -> int:
     expected = (args.points // N_TAGS) * N_TAGS
     size = sum(f.stat().st_size for f in logdir.glob("events.out.tfevents*"))
     names = [n.strip() for n in args.readers.split(",") if n.strip()]
-    results = {}
-    for name in names:
-        walls, rsss = [], []
-        for _ in range(args.repeat):
+    runs = {name: ([], []) for name in names}
+    # Round-robin, so that a change in machine load hits every reader alike.
+    for _ in range(args.repeat):
+        for name in names:
             w, r = run_once(name, logdir, expected)
-            walls.append(w)
-            rsss.append(r)
-        results[name] = (statistics.median(walls), max(rsss), walls)
+            runs[name][0].append(w)
+            runs[name][1].append(r)
+    results = {name: (statistics.median(w), max(r), w) for name, (w, r) in runs.items()}
     import os
 
     print(f"\n{expected:,} scalars, {N_TAGS} tags, {size / 2**20:.1f} MiB; median of {args.repeat} "

@@ -29,6 +29,7 @@ verified as strictly as TensorBoard's own reader at a small fraction of the cost
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 from array import array
@@ -51,6 +52,7 @@ _TS_RE = re.compile(r"tfevents\.(\d+)")
 # A single Event bigger than this is not a scalar log we could use; a length field above it is
 # taken as a corrupt header rather than as a reason to wait for 2**60 bytes.
 _MAX_RECORD = 1 << 31
+_PAD = 512  # zero bytes after the file's bytes in memory; > the most a layout test reads past a record
 
 _U64 = struct.Struct("<Q")
 _F32 = struct.Struct("<f")
@@ -139,7 +141,12 @@ def read_events(path: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, np.
     """
     path = Path(path)
     try:
-        buf = path.read_bytes()
+        # One buffer with zero padding after the file's bytes (see _parse); `buf` is the file.
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            padded = bytearray(size + _PAD)
+            got = fh.readinto(memoryview(padded)[:size])
+        buf = memoryview(padded)[:got]
     except OSError as exc:
         raise InputError(path, f"cannot read the events file ({exc.strerror or exc}); check permissions") from None
     if not buf:
@@ -156,7 +163,7 @@ def read_events(path: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, np.
                                f"masked CRC-32C) at byte 0, found {buf[:12].hex(' ')}; "
                                "pass the run folder or a file named events.out.tfevents.*")
     try:
-        data = _parse(buf, starts, ends)
+        data = _parse(buf, padded, starts, ends)
     except (_NotEvents, IndexError, struct.error):  # a field runs past its record's end
         raise InputError(path, "not a TensorBoard event file: the records are not Event protobufs "
                                "(expected wall_time/step/summary fields); pass the run folder "
@@ -176,7 +183,7 @@ class _NotEvents(Exception):
 
 
 # -- TFRecord framing ------------------------------------------------------------------------
-def _frame(buf: bytes):
+def _frame(buf):
     """Start/end offsets of every complete record's data; where and why reading stopped early.
 
     This walk is the one per-record Python loop on the fast path, so it does the least possible:
@@ -270,11 +277,12 @@ def _first_bad_crc(buf: bytes, starts: np.ndarray, ends: np.ndarray) -> int | No
 
 
 # -- Event parsing ---------------------------------------------------------------------------
-def _parse(buf: bytes, starts: np.ndarray, ends: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """{tag: (steps, wall_times, values)} from the records' data, in file order."""
-    # Zero padding lets the vectorised layout test look a few hundred bytes past any record
-    # (a varint, a tag length) without bounds checks; the padding never matches a layout.
-    padded = buf + bytes(_PAD)
+def _parse(buf, padded: bytearray, starts: np.ndarray, ends: np.ndarray) -> dict[str, tuple]:
+    """{tag: (steps, wall_times, values)} from the records' data, in file order.
+
+    `padded` is the file followed by _PAD zero bytes: they let the vectorised layout test look
+    a few hundred bytes past any record (a varint, a tag length) without bounds checks.
+    """
     fast, f_steps, tag_at, tag_len, val_at = _fast_layout(np.frombuffer(padded, dtype=np.uint8), starts, ends)
 
     # -- points from the fast layout, grouped by tag bytes ---------------------------------------
@@ -312,8 +320,6 @@ def _parse(buf: bytes, starts: np.ndarray, ends: np.ndarray) -> dict[str, tuple[
     return {t.decode("utf-8", "replace"): (p[1], p[2], p[3])
             for t, p in sorted(merged.items(), key=lambda kv: kv[1][0][0])}
 
-
-_PAD = 512
 
 
 def _fast_layout(b: np.ndarray, starts: np.ndarray, ends: np.ndarray):
@@ -390,7 +396,7 @@ def _group_by_tag(padded: bytes, tag_at: np.ndarray, tag_len: np.ndarray):
             groups = _split_by(inv, int(inv.max()) + 1)
         for g in groups:
             a = int(at[g[0]])
-            yield padded[a:a + n], idx[g]
+            yield bytes(padded[a:a + n]), idx[g]
 
 
 def _split_by(inv: np.ndarray, k: int) -> list[np.ndarray]:
