@@ -20,11 +20,13 @@ plugin "scalars"). Images, histograms, text, audio, graphs and hparams are skipp
 kept (no reservoir sampling as in TensorBoard's EventAccumulator) and float32 values are widened to
 float64 exactly.
 
-Speed: the common record (`add_scalar` from PyTorch/Lightning: wall_time, step, one simple_value)
-is recognised by its byte layout in one tight loop that only records offsets; the floats are
-gathered afterwards with numpy. Anything else goes through a small general protobuf decoder. CRCs
-of every header and every record are checked with a vectorised CRC-32C (numpy), so integrity is
-verified as strictly as TensorBoard's own reader at a small fraction of the cost.
+Speed: the only per-record Python loop walks the record lengths. The common record (`add_scalar`
+from PyTorch/Lightning: wall_time, step, one simple_value) is then recognised by its byte layout
+for all records at once with numpy, and steps, floats and tags are gathered vectorised; anything
+else goes through a small general protobuf decoder. The CRCs of every header and every record
+are checked (vectorised CRC-32C), as strictly as TensorBoard's own reader: the header CRC tells a
+crashed writer's cut-off record from a corrupt length, the data CRC keeps a flipped bit from
+being read as a wrong value. Together they cost about as much as the walk.
 """
 
 from __future__ import annotations
