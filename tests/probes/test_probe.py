@@ -221,3 +221,46 @@ def test_param_groups_with_different_lrs_are_restored():
     assert_unchanged(before, capture(model, opt))
     assert [g["lr"] for g in opt.param_groups] == [0.025, 0.125]
     assert_well_formed(report)
+
+
+def test_a_crashing_check_is_reported_and_the_model_still_restored():
+    model, batch, _, opt = zoo.healthy("mlp")
+
+    def picky_loss(pred, target):  # fails on the no-grad passes some checks make after a step
+        if not pred.requires_grad:
+            raise ValueError("picky loss needs a graph")
+        return nn.functional.cross_entropy(pred, target)
+
+    prepare(model, batch, picky_loss, opt)
+    before = capture(model, opt)
+    report = td.probe(model, batch, loss_fn=picky_loss, optimizer=opt)
+    assert_unchanged(before, capture(model, opt))
+    crashed = {f.evidence["check"] for f in report.get("internal_error")}
+    assert "weight_update_ratio" in crashed and "picky loss" in report.get("internal_error")[0].evidence["error"]
+    assert "dead_gradients" not in crashed
+
+
+class NeedsExtraArg(torch.optim.SGD):
+    """An optimizer whose constructor takes a required extra argument: probe cannot clone it."""
+
+    def __init__(self, params, tag, lr=0.1):
+        super().__init__(params, lr=lr, momentum=0.9)
+        self.tag = tag
+
+
+def test_uncloneable_optimizer_is_stepped_in_place_and_restored():
+    model, batch, loss_fn, _ = zoo.healthy("mlp")
+    opt = NeedsExtraArg(model.parameters(), "x")
+    prepare(model, batch, loss_fn, opt)
+    before = capture(model, opt)
+    report = td.probe(model, batch, loss_fn=loss_fn, optimizer=opt)
+    assert_unchanged(before, capture(model, opt))
+    assert opt.tag == "x" and "weight_update_ratio" in report.meta["timings"]
+    assert_well_formed(report)
+
+
+def test_params_override_thresholds():
+    report = run_probe(zoo.dead_relu, checks=["dead_relu"], params={"dead_relu": {"max_dead_fraction": 1.0}})
+    assert not report.has("dead_relu")
+    with pytest.raises(InputError, match="unknown probe check"):
+        run_probe(zoo.dead_relu, params={"not_a_check": {}})

@@ -143,6 +143,23 @@ def lr_sweep(ctx, *, per_decade: int = 8, decades: float = 4.0, max_lr: float = 
     diverged_at = None
     best = math.inf
     finished = True
+    def record(lr, value) -> bool:
+        """Keep the loss measured after a step at `lr`; True when the sweep has diverged."""
+        nonlocal best, diverged_at
+        raw.append(value)
+        used.append(float(lr))
+        s = value if not smoothed else smooth * smoothed[-1] + (1 - smooth) * value
+        smoothed.append(s)
+        if not math.isfinite(s) or s > diverge_factor * best:
+            diverged_at = float(lr)
+            return True
+        best = min(best, s)
+        return False
+
+    # As in pytorch-lr-finder, each forward's loss is the result of the previous step, so one
+    # forward/backward per LR suffices; the last step gets one extra forward.
+    prev = None
+    stopped = False
     for lr in lrs:
         if seconds is not None and time.perf_counter() - start > seconds:
             finished = False
@@ -151,17 +168,14 @@ def lr_sweep(ctx, *, per_decade: int = 8, decades: float = 4.0, max_lr: float = 
             g["lr"] = b * lr / lr0
         opt.zero_grad(set_to_none=True)
         _, loss = ctx.forward(grad=True)
+        if prev is not None and record(prev, float(loss.detach())):
+            stopped = True
+            break
         loss.backward(inputs=params)
         opt.step()
-        value = ctx.loss_value()  # the loss after a step at this lr
-        raw.append(value)
-        used.append(float(lr))
-        s = value if not smoothed else smooth * smoothed[-1] + (1 - smooth) * value
-        smoothed.append(s)
-        if not math.isfinite(s) or s > diverge_factor * best:
-            diverged_at = float(lr)
-            break
-        best = min(best, s)
+        prev = lr
+    if not stopped and prev is not None:
+        record(prev, ctx.loss_value())
     restore_params(ctx.snap)
     result = None
     if len(smoothed) >= 5:
