@@ -46,8 +46,13 @@ def dataset(name: str, seed: int, *, scale: str = "standard", n_train: int | Non
 
 
 def train(logdir: Path, *, data="digits", seed=0, lr=0.05, opt="sgd", epochs=15, bs=32, hidden=32,
-          fmt="tb", **data_kw) -> td.Report:
-    """Train a one-hidden-layer MLP, log per-step train loss and per-epoch val loss/acc and LR."""
+          fmt="tb", sched=None, **data_kw) -> td.Report:
+    """Train a one-hidden-layer MLP, log per-step train loss and per-epoch val loss/acc and LR.
+
+    `sched`: None (constant LR, logged each epoch), "cosine" (per-step cosine decay to 0) or
+    "warmup" (linear warmup over the first 10% of steps, then cosine); scheduled LRs are logged
+    every step, as HF's Trainer does.
+    """
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     Xt, yt, Xv, yv, k = dataset(data, seed, **data_kw)
@@ -60,6 +65,8 @@ def train(logdir: Path, *, data="digits", seed=0, lr=0.05, opt="sgd", epochs=15,
     rows = []  # (epoch, step, name, value)
     gen = torch.Generator().manual_seed(seed)
     step = 0
+    total = epochs * -(-len(yt) // bs)
+    scheduler = make_scheduler(optim, sched, total)
     for ep in range(epochs):
         perm = torch.randperm(len(yt), generator=gen)
         for i in range(0, len(yt), bs):
@@ -69,18 +76,34 @@ def train(logdir: Path, *, data="digits", seed=0, lr=0.05, opt="sgd", epochs=15,
             loss.backward()
             optim.step()
             rows.append((ep, step, "train_loss", loss.item()))
+            if scheduler is not None:
+                rows.append((ep, step, "lr", optim.param_groups[0]["lr"]))
+                scheduler.step()
             step += 1
         with torch.no_grad():
             out = model(Xv)
             rows.append((ep, step - 1, "val_loss", torch.nn.functional.cross_entropy(out, yv).item()))
             rows.append((ep, step - 1, "val_acc", (out.argmax(1) == yv).float().mean().item()))
-            rows.append((ep, step - 1, "lr", optim.param_groups[0]["lr"]))
+            if scheduler is None:
+                rows.append((ep, step - 1, "lr", optim.param_groups[0]["lr"]))
     logdir.mkdir(parents=True, exist_ok=True)
     if fmt == "tb":
         write_tensorboard(logdir, rows)
     else:
         write_lightning_csv(logdir, rows)
     return td.diagnose(td.load(logdir))
+
+
+def make_scheduler(optim, sched, total: int):
+    if sched is None:
+        return None
+    from torch.optim import lr_scheduler as ls
+
+    if sched == "cosine":
+        return ls.CosineAnnealingLR(optim, T_max=total)
+    warm = max(1, total // 10)
+    return ls.SequentialLR(optim, [ls.LinearLR(optim, start_factor=0.01, total_iters=warm),
+                                   ls.CosineAnnealingLR(optim, T_max=total - warm)], [warm])
 
 
 def write_tensorboard(logdir: Path, rows) -> None:
@@ -176,6 +199,35 @@ def test_no_false_alarms_on_healthy_runs(tmp_path):
             alarms += [f"{data}/{opt}/seed{seed}/{fmt}: {p}" for p in problems(rep)]
     assert tried == 15
     assert not alarms, "\n".join(alarms)
+
+
+# Longer runs with lengths early stopping would allow, LR schedules that every detector sees
+# (per-step cosine decay to 0, a 10% linear warmup then cosine), one seed each, both formats.
+SCHEDULED = [
+    # (dataset, optimiser, lr, epochs, batch size, schedule, seed)
+    ("digits", "sgd", 0.05, 30, 64, "cosine", 1),
+    ("digits", "adam", 1e-3, 20, 32, "warmup", 2),
+    ("breast_cancer", "adam", 3e-3, 30, 32, "warmup", 2),
+    ("breast_cancer", "sgd", 0.01, 40, 32, None, 1),
+    ("wine", "sgd", 0.01, 40, 16, None, 0),
+    ("wine", "adam", 3e-3, 30, 16, "warmup", 1),
+    ("iris", "sgd", 0.05, 25, 16, "cosine", 0),
+    ("iris", "adam", 1e-2, 25, 16, "cosine", 2),
+]
+
+
+def test_no_false_alarms_on_longer_and_scheduled_runs(tmp_path):
+    tried, alarms, schedules = 0, [], 0
+    for i, (data, opt, lr, epochs, bs, sched, seed) in enumerate(SCHEDULED):
+        fmt = "tb" if i % 2 == 0 else "csv"
+        rep = train(tmp_path / f"{i}-{data}", data=data, seed=seed, lr=lr, opt=opt, epochs=epochs,
+                    bs=bs, fmt=fmt, sched=sched)
+        tried += 1
+        schedules += sched is not None and rep.has("lr_schedule")
+        alarms += [f"{data}/{opt}/{sched}/{epochs}ep/seed{seed}/{fmt}: {p}" for p in problems(rep)]
+    assert tried == len(SCHEDULED) == 8
+    assert not alarms, "\n".join(alarms)
+    assert schedules >= 1  # the LR really changed and was read back
 
 
 @pytest.mark.parametrize("seed", range(4))

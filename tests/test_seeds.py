@@ -71,6 +71,7 @@ def test_seed000_overfitting_counterfactual_and_best_checkpoint(tmp_path):
     assert "best_checkpoint" in actions and "latest_checkpoint" not in actions
     assert "saving 40 of 56 epochs (71.4%)" in actions
     assert ev["train_loss_final"] < ev["train_loss_at_best"]
+    assert ev["rise_pct_of_improvement"] > 100  # 1.532 -> 0.6064 -> 1.509: most of it undone
 
 
 # -- seed 004: TensorBoard events via SummaryWriter -------------------------------------------
@@ -102,6 +103,9 @@ def test_seed004_stalled_validation_patience_15_and_gap(tmp_path):
     p15 = next(r for r in ev["early_stopping"] if r["patience"] == 15)
     assert p15[f"stop_{unit}"] == 23 and p15[f"{unit}s_saved"] == 27 and p15["checks_saved"] == 27
     assert ev[f"final_{unit}"] == 50
+    # 24 -> 16 then flat while train fell 14 -> 10.4: the gap widened by about half the gain
+    assert f.severity == td.Severity.WARNING and ev["kind"] == "stalled"
+    assert ev["gap_widening_pct_of_improvement"] >= 100 * ev["thresholds"]["min_undo"]
     [gap] = report.get("train_val_gap")
     assert gap.evidence["train_at_end"] == 10.4 and gap.evidence["best_val"] == 16.0
 

@@ -67,3 +67,17 @@ def test_same_small_rise_warns_when_accuracy_falls_too():
                                    "train_loss": 0.6 * np.exp(-ep / 2) + 0.01}, epochs=True)
     [f] = td.diagnose(run, only=["overfitting"]).get("overfitting")
     assert f.severity == td.Severity.WARNING and f.evidence["accuracy_worse"] is True
+
+
+def test_val_loss_levelled_off_while_train_creeps_down_is_info():
+    # wine, 40 epochs: val loss 0.89 -> 0.0355 (epoch 20) then 0.036-0.042; train 0.025 -> 0.007
+    ep = np.arange(40)
+    r = np.random.default_rng(5)
+    val = 0.036 + 0.85 * np.exp(-ep / 3) + 0.0015 * np.abs(r.standard_normal(40))
+    val[20] = 0.0355
+    train = 0.9 * np.exp(-ep / 3) + 0.025 * (1 - ep / 40)
+    run = td.RunHistory.from_dict({"val_loss": val, "train_loss": train}, epochs=True)
+    [f] = td.diagnose(run, only=["overfitting"]).get("overfitting")
+    ev = f.evidence
+    assert ev["kind"] == "stalled" and f.severity == td.Severity.INFO, f.title
+    assert ev["gap_widening_pct_of_improvement"] < 100 * ev["thresholds"]["min_undo"]
