@@ -74,3 +74,20 @@ def test_names_from_logs_cannot_inject_markup():
     h = td.RunHistory.from_dict({"<script>x</script>|a": [1, 2, 3]}, epochs=True, path="p", format="t")
     md = td.diagnose(h).to_markdown()
     assert "<script>" not in md and "&lt;script>" in md
+
+
+def test_over_time_block_quotes_logged_values_and_marks_the_best(overfit_run, overfit_report):
+    import csv
+
+    md = overfit_report.to_markdown()
+    block = md.split("val_loss over time (logged values):", 1)[1].split("```", 2)[1]
+    with open(overfit_run / "metrics.csv", newline="") as fh:
+        logged = {int(r["epoch"]): float(r["val_loss"]) for r in csv.DictReader(fh)}
+    rows = [line.split() for line in block.strip().splitlines()]
+    assert len(rows) >= 3
+    for row in rows:
+        epoch, value = int(row[1]), float(row[2])
+        assert value == float(f"{logged[epoch]:.4g}")
+    best = overfit_report.get("overfitting")[0].evidence["best_epoch"]
+    assert any(int(r[1]) == best and "<- best" in " ".join(r) for r in rows)
+    assert "**First thing to do:**" in md

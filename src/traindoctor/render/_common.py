@@ -93,3 +93,48 @@ def severity_counts(reports) -> dict[str, int]:
         for f in r.findings:
             counts[f.severity.value] += 1
     return counts
+
+
+def sig_text(v: float) -> str:
+    """A raw logged value at 4 significant digits, the precision findings quote."""
+    if not math.isfinite(v):
+        return str(v)
+    return f"{v:.4g}"
+
+
+def over_time(report, finding, max_rows: int = 9) -> list[tuple[str, str, str]]:
+    """A few raw points of the finding's metric, like the seeds' "validation loss over time":
+    (x, value, note) for the first and last points, the best point, the window's edges and
+    evenly spaced points between. Values are the logged ones; nothing is smoothed."""
+    import numpy as np
+
+    hist = report.history
+    if hist is None or not finding.metric or finding.metric not in getattr(hist, "series", {}):
+        return []
+    s = hist.series[finding.metric].normalized()
+    unit = unit_of(finding, s)
+    if len(s) < 2 or (unit == "epoch" and s.epochs is None):
+        return []
+    x = np.asarray(s.x(unit), dtype=float)
+    v = s.values
+    notes: dict[int, list[str]] = {}
+
+    def near(target) -> int:
+        return int(np.argmin(np.abs(x - float(target))))
+
+    bp = best_point(finding, unit)
+    if bp is not None:
+        notes.setdefault(near(bp[0]), []).append("best")
+    if finding.steps and all(isinstance(t, (int, float)) for t in finding.steps):
+        notes.setdefault(near(finding.steps[0]), []).append("window starts")
+        notes.setdefault(near(finding.steps[1]), []).append("window ends")
+    picks = set(notes) | {0, len(s) - 1}
+    spare = max_rows - len(picks)
+    if spare > 0:
+        picks |= {int(i) for i in np.linspace(0, len(s) - 1, spare + 2).round()}
+    rows = []
+    for i in sorted(picks)[: max_rows + 3]:
+        xi = x[i]
+        xs = str(int(xi)) if float(xi).is_integer() else f"{xi:.4g}"
+        rows.append((xs, sig_text(float(v[i])), ", ".join(notes.get(i, []))))
+    return rows

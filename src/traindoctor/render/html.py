@@ -127,6 +127,10 @@ def _summary(report, anchor: str) -> str:
     )
     text = (f"<ul>{items}</ul>" if items else
             "<p>No problem found by the checks that could run on this data.</p>")
+    first = next((f for f in report.findings if f.severity.value != "info" and f.fixes), None)
+    if first is not None:
+        text += (f"<p><b>First thing to do:</b> {escape(first.fixes[0].action)} "
+                 f"<span class=\"meta\">(for <code>{escape(first.code)}</code>)</span></p>")
     return f'<div class="card"><h3>Summary {_counts_html(counts)}</h3>{text}</div>'
 
 

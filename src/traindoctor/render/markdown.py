@@ -12,6 +12,7 @@ from ._common import (
     SEVERITY_ICON,
     fmt_value,
     key_numbers,
+    over_time,
     run_name,
     structured_evidence,
     thresholds,
@@ -60,6 +61,9 @@ def render_markdown(report) -> str:
 
         act = [f for f in report.findings if f.severity.value != "info"]
         info = [f for f in report.findings if f.severity.value == "info"]
+        first = next((f for f in act if f.fixes), None)
+        if first is not None:
+            out += [f"**First thing to do:** {_md_escape(first.fixes[0].action)} (for {_code(first.code)}).", ""]
         for heading, group in (("Root cause", act), ("Also noticed (context, no action needed)", info)):
             if not group:
                 continue
@@ -68,6 +72,8 @@ def render_markdown(report) -> str:
                 out += [f"### {i}. {_md_escape(f.title)}", ""]
                 if f.explanation:
                     out += [_md_escape(f.explanation), ""]
+                if group is act:
+                    out += _over_time_block(report, f)
                 out += _evidence_block(f)
 
         seen: set[str] = set()
@@ -98,6 +104,17 @@ def render_markdown(report) -> str:
         out.append("")
     out += _data_read(report)
     return "\n".join(out).rstrip() + "\n"
+
+
+def _over_time_block(report, f) -> list[str]:
+    rows = over_time(report, f)
+    if not rows:
+        return []
+    unit = f.evidence.get("unit", "step")
+    w = max(len(r[0]) for r in rows)
+    vw = max(len(r[1]) for r in rows)
+    lines = [(f"{unit.capitalize()} {x:<{w}}  {v:<{vw}}" + (f"  <- {n}" if n else "")).rstrip() for x, v, n in rows]
+    return [f"{_md_escape(f.metric)} over time (logged values):", "", "```", *lines, "```", ""]
 
 
 def _evidence_block(f) -> list[str]:

@@ -27,6 +27,13 @@ def _series_rows(report) -> list[tuple[str, str, str, str]]:
             for m in (report.source or {}).get("metrics") or []]
 
 
+def _counts(report) -> str:
+    counts: dict[str, int] = {}
+    for f in report.findings:
+        counts[f.severity.value] = counts.get(f.severity.value, 0) + 1
+    return ", ".join(f"{n} {sev}{'s' if n != 1 else ''}" for sev, n in counts.items())
+
+
 def render_plain(report, show_series: bool = False) -> str:
     src = report.source or {}
     lines = []
@@ -47,6 +54,8 @@ def render_plain(report, show_series: bool = False) -> str:
         lines.append(f"note: {note}")
     if not report.findings:
         lines.append("no findings: nothing wrong found by the checks that could run")
+    else:
+        lines.append("findings: " + _counts(report))
     for f in report.findings:
         lines.append("")
         lines.append(f"{f.severity.value.upper():7} {f.code}: {f.title}")
@@ -122,6 +131,8 @@ def _print_rich(reports, show_series: bool, file) -> None:
             console.print(Text(f"note: {note}", style="yellow"))
         if not report.findings:
             console.print(Text("✓ no findings: nothing wrong found by the checks that could run", style="green"))
+        else:
+            console.print(Text("findings: " + _counts(report), style="bold"))
         for f in report.findings:
             style = _STYLE[f.severity.value]
             body = []
