@@ -138,6 +138,8 @@ def divergence(
 ):
     """The training loss rose far above its best (a rising trend) or exploded."""
     raw = history.primary("train_loss")
+    if raw is None:  # the engine skips this via `requires`; a direct call must not crash
+        return
     s = raw.finite()
     n = len(s)
     if n < min_points:

@@ -64,9 +64,10 @@ def lr_schedule(
 ):
     """Each learning-rate change and what the loss did after it; warmup; a never-changing LR."""
     lr_raw = history.primary("lr")
-    lr = lr_raw.finite()
     loss_raw = history.primary("train_loss") or history.primary("val_loss")
-    loss = loss_raw.finite()
+    if lr_raw is None or loss_raw is None:  # the engine skips this via `requires`
+        return
+    lr, loss = lr_raw.finite(), loss_raw.finite()
     if len(lr) < 2 or len(loss) < 4:
         yield Skip("lr_schedule", f"{lr_raw.name} has {len(lr)} and {loss_raw.name} {len(loss)} "
                                   "finite points; need at least 2 and 4")

@@ -32,6 +32,8 @@ def oscillation(
 ):
     """The loss swings from point to point by more than its net progress (LR too high)."""
     raw = history.primary("train_loss") or history.primary("val_loss")
+    if raw is None:  # the engine skips this via `requires`; a direct call must not crash
+        return
     s = raw.finite()
     n = len(s)
     if n < min_points:

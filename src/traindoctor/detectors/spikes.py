@@ -80,6 +80,8 @@ def loss_spikes(
 ):
     """Sudden loss spikes: how many, where, how big (robust z), and whether the loss recovered."""
     raw = history.primary("train_loss")
+    if raw is None:  # the engine skips this via `requires`; a direct call must not crash
+        return
     s = raw.finite()
     n = len(s)
     if n < min_points:
