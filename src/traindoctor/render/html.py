@@ -136,9 +136,10 @@ def _summary(report, anchor: str) -> str:
 
 def _finding_card(report, f, anchor: str) -> str:
     sev = f.severity.value
+    about = "about" if report.kind == "probe" else "metric"
     head = (f'<div class="card {sev}" id="{anchor}"><h3><span class="badge {sev}">{sev}</span>'
             f"{escape(f.title)}</h3><p class=\"meta\"><code>{escape(f.code)}</code>"
-            f"{' &middot; metric <code>' + escape(f.metric) + '</code>' if f.metric else ''}"
+            f"{' &middot; ' + about + ' <code>' + escape(f.metric) + '</code>' if f.metric else ''}"
             f"{' &middot; ' + escape(str(f.steps[0])) + '–' + escape(str(f.steps[1])) if f.steps else ''}</p>")
     out = [head, _finding_plot(report, f)]
     if f.explanation:
