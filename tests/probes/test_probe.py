@@ -264,3 +264,14 @@ def test_params_override_thresholds():
     assert not report.has("dead_relu")
     with pytest.raises(InputError, match="unknown probe check"):
         run_probe(zoo.dead_relu, params={"not_a_check": {}})
+
+
+def test_feature_scales_far_apart_are_unnormalized():
+    x, y = zoo.breast_cancer(50, 50)
+    from sklearn.datasets import load_breast_cancer
+
+    raw = torch.tensor(load_breast_cancer().data[:100], dtype=torch.float32)  # area ~1e3, smoothness ~0.1
+    model = zoo.binary_mlp()
+    f = td.probe(model, (raw, y), loss_fn=nn.CrossEntropyLoss(), checks=["unnormalized_inputs"]).findings[0]
+    assert f.evidence["tensors"][0]["feature_std_spread"] > f.evidence["thresholds"]["max_feature_spread"]
+    assert not td.probe(model, (x, y), loss_fn=nn.CrossEntropyLoss(), checks=["unnormalized_inputs"]).findings

@@ -130,6 +130,10 @@ def class_imbalance(ctx, *, min_ratio: float = 1.5, warn_ratio: float = 4.0, z: 
     import torch
 
     labels = class_labels(ctx)
+    if labels is not None and ctx.targets.dim() > 1:
+        # per-token labels (language modelling, segmentation): Zipf-like shares are the task, not a fault
+        yield Skip("class_imbalance", f"labels have shape {tuple(ctx.targets.shape)}; checked for one label per example")
+        return
     if labels is None:
         t = ctx.targets
         kind = loss_kind(ctx) if t is not None else None
