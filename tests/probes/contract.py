@@ -24,6 +24,8 @@ def capture(model, optimizer) -> dict:
     if optimizer is not None:
         state["opt"] = copy.deepcopy(optimizer.state_dict())
         state["lrs"] = [g["lr"] for g in optimizer.param_groups]
+        state["opt_tensor_ids"] = [id(v) for st in optimizer.state.values() for v in st.values()
+                                   if isinstance(v, torch.Tensor)]
         state["opt_attrs"] = {k: v for k, v in vars(optimizer).items() if isinstance(v, (bool, int, float))}
     return state
 

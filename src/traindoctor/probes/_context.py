@@ -138,7 +138,9 @@ def snapshot(model, optimizer) -> Snapshot:
     opt = None
     if optimizer is not None:
         opt = {
-            "state": {p: {k: (v.detach().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v))
+            # (original tensor, copy of its values): restore writes the values back into the same
+            # objects, so anything holding a reference to the state (CUDA graphs, fused kernels) stays valid
+            "state": {p: {k: ((v, v.detach().clone()) if isinstance(v, torch.Tensor) else (None, copy.deepcopy(v)))
                           for k, v in s.items()} for p, s in optimizer.state.items()},
             "groups": [{k: copy.deepcopy(v) for k, v in g.items() if k != "params"}
                        for g in optimizer.param_groups],
@@ -174,8 +176,18 @@ def restore(snap: Snapshot, optimizer) -> None:
     if optimizer is not None and snap.optimizer is not None:
         o = snap.optimizer
         optimizer.state.clear()
-        for p, s in o["state"].items():
-            optimizer.state[p] = s
+        with torch.no_grad():
+            for p, saved in o["state"].items():
+                entry = {}
+                for k, (orig, value) in saved.items():
+                    if orig is None:
+                        entry[k] = copy.deepcopy(value)
+                    elif orig.shape == value.shape and orig.dtype == value.dtype:
+                        orig.copy_(value)
+                        entry[k] = orig
+                    else:
+                        entry[k] = value.clone()
+                optimizer.state[p] = entry
         for g, saved, params in zip(optimizer.param_groups, o["groups"], o["group_params"]):
             for k in [k for k in g if k != "params" and k not in saved]:
                 del g[k]
