@@ -275,3 +275,14 @@ def test_feature_scales_far_apart_are_unnormalized():
     f = td.probe(model, (raw, y), loss_fn=nn.CrossEntropyLoss(), checks=["unnormalized_inputs"]).findings[0]
     assert f.evidence["tensors"][0]["feature_std_spread"] > f.evidence["thresholds"]["max_feature_spread"]
     assert not td.probe(model, (x, y), loss_fn=nn.CrossEntropyLoss(), checks=["unnormalized_inputs"]).findings
+
+
+def test_class_imbalance_with_bce_gives_pos_weight():
+    x, y = zoo.breast_cancer(66, 34)  # 66 positives (class 1), 34 negatives
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(30, 16), nn.ReLU(), nn.Linear(16, 1))
+    report = td.probe(model, (x, y.float().unsqueeze(1)), loss_fn=nn.BCEWithLogitsLoss(), checks=["class_imbalance"])
+    f = report.get("class_imbalance")[0]
+    assert f.evidence["bce_pos_weight"] == 0.5152  # n_negative / n_positive = 34 / 66
+    assert "pos_weight=torch.tensor(0.5152)" in f.fixes[0].code
+    assert [row["percent"] for row in f.evidence["classes"]] == [34.0, 66.0]

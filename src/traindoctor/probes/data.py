@@ -159,11 +159,11 @@ def class_imbalance(ctx, *, min_ratio: float = 1.5, warn_ratio: float = 4.0, z: 
     weights = [r4(n / (c * k)) for k in cnt]
     shares = [r4(k / n) for k in cnt]
     alpha = [r4((n / (c * k)) / sum(n / (c * j) for j in cnt)) for k in cnt]
-    table = [{"class": int(cl), "count": k, "share": s, "weight": w, "focal_alpha": a}
+    table = [{"class": int(cl), "count": k, "share": s, "percent": r4(100 * k / n), "weight": w, "focal_alpha": a}
              for cl, k, s, w, a in zip(classes.tolist(), cnt, shares, weights, alpha)][:50]
     # BCE takes one pos_weight = n_negative / n_positive instead of per-class weights
     pos_weight = r4(cnt[0] / cnt[1]) if c == 2 and loss_kind(ctx) in ("bce", "bce_logits") else None
-    lines = ", ".join(f"{row['class']}: {r4(100 * row['share'])}%" for row in table[:10])
+    lines = ", ".join(f"{row['class']}: {row['percent']}%" for row in table[:10])
     wtxt = ", ".join(str(w) for w in weights[:10])
     yield Finding(
         "class_imbalance", "warning" if ratio >= warn_ratio else "info",

@@ -52,7 +52,7 @@ def dead_gradients(ctx, *, max_listed: int = 20):
         "dead_gradients", "error" if dead_numel == total else "warning",
         f"{len(modules)} module(s) get no gradient from the loss: {shown}",
         metric=modules[0],
-        evidence={"modules": modules[:50], "table": table, "dead_params": sum(len(e["params"]) for e in dead.values()),
+        evidence={"modules": modules[:50], "module_count": len(modules), "table": table, "dead_params": sum(len(e["params"]) for e in dead.values()),
                   "dead_numel": dead_numel, "trainable_numel": total, "dead_share_percent": share,
                   "none_grad_params": none_count, "loss": r4(ctx.base.loss),
                   "thresholds": {"gradient_is_dead_when": "None or exactly all zeros"}},
@@ -120,7 +120,7 @@ def vanishing_gradients(ctx, *, min_ratio: float = 1e-4):
         metric=worst[0],
         evidence={"early_modules": [m for m, _, _ in norms[:k]][:50], "early_median_grad_norm": r4(early),
                   "late_modules": [m for m, _, _ in norms[-k:]][:50], "late_median_grad_norm": r4(late),
-                  "ratio": ratio, "smallest_module": worst[0], "smallest_grad_norm": r4(worst[1]),
+                  "ratio": ratio, "modules_per_third": k, "smallest_module": worst[0], "smallest_grad_norm": r4(worst[1]),
                   "table": table, "thresholds": {"min_ratio": min_ratio}},
         explanation=(
             f"The input-side layers receive gradients more than {1 / min_ratio:g} times smaller than the "
@@ -185,7 +185,8 @@ def exploding_gradients(ctx, *, max_total_norm: float = 1e3, max_ratio: float = 
                 f"norm of the last {k}",
                 metric=finite[0][0],
                 evidence={**base_ev, "early_median_grad_norm": r4(early), "late_median_grad_norm": r4(late),
-                          "early_modules": [m for m, _ in finite[:k]][:50], "ratio": r4(ratio)},
+                          "early_modules": [m for m, _ in finite[:k]][:50], "modules_per_third": k,
+                          "ratio": r4(ratio)},
                 explanation=("Each layer multiplies the gradient by more than one on the way back, so the "
                              "early layers get enormous updates compared with the late ones."),
                 fixes=fixes,
