@@ -10,7 +10,7 @@ def title_numbers_in_evidence(f):
     """Every number in the title is a number in the evidence (as the finding formats it)."""
     import re
 
-    from traindoctor.detectors.divergence import fmt
+    from traindoctor.detectors._util import fmt
 
     seen = set()
 

@@ -32,6 +32,15 @@ __all__ = [
     "best_index",
     "linear_slope",
     "fmt",
+    "xval",
+    "smooth_window",
+    "trailing_median",
+    "robust_noise",
+    "value_at",
+    "lr_value_at",
+    "accuracy_scale",
+    "epoch_curve",
+    "finite_or_skip",
 ]
 
 # 1.4826 * MAD estimates the standard deviation of normally distributed data
@@ -55,6 +64,12 @@ def fmt(x: float, digits: int = 4) -> str:
     if x == int(x) and abs(x) < 1e15:
         return str(int(x))
     return f"{x:.{digits}g}"
+
+
+def xval(x: float) -> int | float:
+    """A step or epoch number as findings quote it: an int when whole, else `sig(x)`."""
+    x = float(x)
+    return int(x) if math.isfinite(x) and x.is_integer() else sig(x)
 
 
 def finite_xy(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -89,14 +104,22 @@ def diff_noise(values: np.ndarray) -> float:
     return mad(np.diff(v)) / math.sqrt(2.0)
 
 
-def rolling_median(values: np.ndarray, window: int) -> np.ndarray:
-    """Centred rolling median (window shrinks at the ends); NaNs are skipped. A new array."""
+def rolling_median(values: np.ndarray, window: int, *, edges: str = "shrink") -> np.ndarray:
+    """Centred rolling median; NaNs are skipped. A new array.
+
+    Near the ends the window cannot be centred. edges="shrink": it is cut off (the median of
+    the points that are there). edges="symmetric": it shrinks on both sides, so the first and
+    last points are their own median; a loss that explodes right after step 0 keeps its start
+    (what divergence, loss_spikes, lr_schedule and metric_disagreement measure against).
+    """
     v = np.asarray(values, dtype=np.float64)
     n = v.size
     window = max(1, int(window))
-    if n == 0 or window == 1:
+    if n == 0 or window == 1 or window // 2 == 0:
         return v.copy()
     half = window // 2
+    if edges == "symmetric":
+        return _rolling_median_symmetric(v, half)
     if n > 20000:  # keep it cheap on long step-level series: subsample the window
         return _rolling_median_strided(v, half)
     pad = np.pad(v, (half, half), mode="constant", constant_values=np.nan)
@@ -108,6 +131,43 @@ def rolling_median(values: np.ndarray, window: int) -> np.ndarray:
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows -> NaN, on purpose
             out = np.nanmedian(windows, axis=1)
     return out
+
+
+def _rolling_median_symmetric(v: np.ndarray, half: int) -> np.ndarray:
+    import warnings
+
+    n = v.size
+    out = np.empty(n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows -> NaN, on purpose
+        if n > 2 * half:
+            windows = np.lib.stride_tricks.sliding_window_view(v, 2 * half + 1)
+            out[half : n - half] = np.nanmedian(windows, axis=1)
+        for i in list(range(min(half, n))) + list(range(max(n - half, half), n)):
+            h = min(i, n - 1 - i)
+            out[i] = np.nanmedian(v[i - h : i + h + 1])
+    return out
+
+
+def trailing_median(values: np.ndarray, window: int) -> np.ndarray:
+    """Median of the `window` points *before* each point (NaN for the first one)."""
+    n = np.asarray(values).size
+    out = np.full(n, np.nan)
+    if n < 2:
+        return out
+    padded = np.concatenate([np.full(window, np.nan), np.asarray(values, dtype=np.float64)])
+    windows = np.lib.stride_tricks.sliding_window_view(padded[:-1], window)[:n]
+    with np.errstate(all="ignore"):
+        valid = np.isfinite(windows).any(axis=1)
+        out[valid] = np.nanmedian(windows[valid], axis=1)
+    return out
+
+
+def smooth_window(n: int) -> int:
+    """An odd window about a tenth of the run, 3..51 points (the step-level detectors' choice;
+    `smooth` uses ~5%)."""
+    w = int(min(51, max(3, n // 10)))
+    return w if w % 2 else w + 1
 
 
 def _rolling_median_strided(v: np.ndarray, half: int) -> np.ndarray:
@@ -135,15 +195,15 @@ def ema(values: np.ndarray, alpha: float = 0.1) -> np.ndarray:
     return out
 
 
-def smooth(values: np.ndarray, window: int | None = None) -> np.ndarray:
+def smooth(values: np.ndarray, window: int | None = None, *, edges: str = "shrink") -> np.ndarray:
     """A smoothed copy: centred rolling median over ~5% of the points (at least 3, odd)."""
     v = np.asarray(values, dtype=np.float64)
     if window is None:
         window = max(3, (v.size // 20) | 1)
-    return rolling_median(v, window)
+    return rolling_median(v, window, edges=edges)
 
 
-def residual_noise(values: np.ndarray, window: int | None = None) -> float:
+def residual_noise(values: np.ndarray, window: int | None = None, *, edges: str = "shrink") -> float:
     """Noise as the MAD of the residuals from `smooth(values)` (NaN with < 3 finite points).
 
     Better than `diff_noise` for curves with strong serial correlation (epoch-level val loss).
@@ -151,7 +211,16 @@ def residual_noise(values: np.ndarray, window: int | None = None) -> float:
     v = np.asarray(values, dtype=np.float64)
     if np.isfinite(v).sum() < 3:
         return float("nan")
-    return mad(v - smooth(v, window))
+    return mad(v - smooth(v, window, edges=edges))
+
+
+def robust_noise(values: np.ndarray, window: int | None = None) -> float:
+    """`residual_noise` around a symmetric-edged running median over `smooth_window(n)`
+    points, 0.0 (not NaN) below 3 points: the noise the step-level detectors compare with."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size < 3:
+        return 0.0
+    return residual_noise(v, window or smooth_window(v.size), edges="symmetric")
 
 
 def noise_scale(values: np.ndarray, floor_rel: float = 1e-3) -> float:
@@ -231,6 +300,13 @@ def classes_from_accuracy(acc: float, *, tol: float = 0.02, max_classes: int = 1
     return c if abs(a - chance) <= min(tol, 0.2 * chance) else None
 
 
+def accuracy_scale(values: np.ndarray) -> float:
+    """100 when an accuracy is logged in percent (some values above 1, all within 0..100), else 1."""
+    v = np.asarray(values, dtype=np.float64)
+    f = v[np.isfinite(v)]
+    return 100.0 if f.size and f.max() > 1.0 and f.min() >= 0 and f.max() <= 100 else 1.0
+
+
 def classes_from_hparams(hparams) -> int | None:
     """A class count named in the run's hparams (num_classes, n_classes, num_labels...)."""
     for key in ("num_classes", "n_classes", "num_labels", "nclasses", "classes", "n_class"):
@@ -261,3 +337,43 @@ def linear_slope(x: Sequence[float], y: Sequence[float]) -> float:
         return float("nan")
     xm = xx - xx.mean()
     return float((xm * (yy - yy.mean())).sum() / (xm * xm).sum())
+
+
+def value_at(s, step: float) -> float:
+    """The value of Series `s` logged at or just before `step` (the first one if none is before)."""
+    i = int(np.searchsorted(s.steps, step, side="right")) - 1
+    return float(s.values[max(i, 0)])
+
+
+def lr_value_at(history, step: float) -> float | None:
+    """The learning rate logged at or just before `step` (the first one if none is before),
+    when the run has an lr series with a finite value."""
+    lr = history.primary("lr")
+    if lr is None or len(lr.finite()) == 0:
+        return None
+    return value_at(lr.finite(), step)
+
+
+def epoch_curve(s, min_points: int):
+    """Series `s` with finite values only, averaged per epoch when it was logged several times
+    an epoch and that still leaves `min_points` points (one point per epoch or validation)."""
+    f = s.finite()
+    if f.has_epochs and not f.is_per_epoch:
+        pe = f.per_epoch()
+        if len(pe) >= min_points:
+            return pe
+    return f
+
+
+def finite_or_skip(code: str, raw, min_points: int, verb: str = "need at least"):
+    """(finite copy of `raw`, None), or (it, a Skip saying it is too short): the usual first
+    lines of a detector. `raw` may be None (a direct call on a run without the series): then
+    (None, None) and the detector yields nothing."""
+    from ..finding import Skip
+
+    if raw is None:
+        return None, None
+    s = raw.finite()
+    if len(s) < min_points:
+        return s, Skip(code, f"{raw.name} has {len(s)} finite points; {verb} {min_points}")
+    return s, None

@@ -14,7 +14,7 @@ import numpy as np
 from ..finding import Finding, Fix, Skip
 from ..history import RunHistory, Series
 from ..registry import detector
-from ._util import fmt, sig
+from ._util import fmt, sig, xval
 
 LOSS_ROLES = ("train_loss", "val_loss", "test_loss")
 
@@ -71,7 +71,7 @@ def loss_constant(
         severity = "info" if at_zero else ("error" if is_main else "warning")
         ev = {
             "unit": unit,
-            f"first_{unit}": _n(x[a]), f"last_{unit}": _n(x[b - 1]),
+            f"first_{unit}": xval(x[a]), f"last_{unit}": xval(x[b - 1]),
             "points": length, "series_points": int(v.size), "share": sig(length / v.size, 3),
             "value": sig(level), "spread": sig(spread), "main_loss": is_main,
             "others_moving": moving[:10],
@@ -87,7 +87,7 @@ def loss_constant(
         else:
             others = (f" while {', '.join(moving[:3])} moved" if moving else "")
             title = (f"{s.name} is stuck at {fmt(level)} for {length} points "
-                     f"({unit}s {_n(x[a])}-{_n(x[b - 1])}){others}")
+                     f"({unit}s {xval(x[a])}-{xval(x[b - 1])}){others}")
             expl = (f"{s.name} stayed within {fmt(spread)} of {fmt(level)} for {length} of its "
                     f"{v.size} points{others}. A loss that does not move at all means no useful "
                     "gradient reaches what it measures: the loss is saturated (e.g. GIoU of boxes that "
@@ -105,7 +105,7 @@ def loss_constant(
                     "it names modules with no or all-zero gradient", None),
             ]
         yield Finding("loss_constant", severity, title, metric=s.name, evidence=ev,
-                      steps=(_n(x[a]), _n(x[b - 1])), explanation=expl, fixes=fixes)
+                      steps=(xval(x[a]), xval(x[b - 1])), explanation=expl, fixes=fixes)
 
 
 def _others_moving(history: RunHistory, s: Series, lo: float, hi: float, rel_tol, abs_tol) -> list[str]:
@@ -121,7 +121,3 @@ def _others_moving(history: RunHistory, s: Series, lo: float, hi: float, rel_tol
             out.append(o.name)
     return sorted(out)
 
-
-def _n(x: float):
-    x = float(x)
-    return int(x) if x.is_integer() else sig(x)

@@ -17,20 +17,8 @@ import numpy as np
 from ..finding import Finding, Fix, Skip
 from ..history import RunHistory, Series
 from ..registry import detector
-from ._util import chance_loss, fmt, linear_slope, noise_scale, sig, smooth
+from ._util import chance_loss, epoch_curve, fmt, linear_slope, noise_scale, sig, smooth, xval
 from .plateau import class_count
-
-
-def _n(x: float):
-    x = float(x)
-    return int(x) if x.is_integer() else sig(x)
-
-
-def _curve(s: Series, min_points: int) -> Series:
-    f = s.finite()
-    if f.has_epochs and not f.is_per_epoch and len(f.per_epoch()) >= min_points:
-        return f.per_epoch()
-    return f
 
 
 @detector("underfitting", requires=(("train_loss", "train_accuracy"),))
@@ -52,7 +40,7 @@ def underfitting(
         raw = history.primary(role)
         if raw is None:
             continue
-        s = _curve(raw, min_points)
+        s = epoch_curve(raw, min_points)
         if len(s) < min_points:
             yield Skip("underfitting", f"{raw.name} has {len(s)} finite points; needs {min_points}")
             continue
@@ -76,13 +64,13 @@ def underfitting(
         if not bad:
             continue
         ev = {"unit": unit, "final_level": sig(level), "tail_points": k, "n_classes": n_classes,
-              "n_classes_from": c_source, f"last_{unit}": _n(x[-1]), **ev_ref, **ev_extra,
+              "n_classes_from": c_source, f"last_{unit}": xval(x[-1]), **ev_ref, **ev_extra,
               "thresholds": {"chance_frac": chance_frac, "acc_margin": acc_margin,
                              "tail_share": tail_share, "min_points": min_points}}
         yield Finding(
             "underfitting", "warning",
             f"{s.name} ends at {what}: the model does not fit even its training data",
-            metric=s.name, evidence=ev, steps=(_n(x[-k]), _n(x[-1])),
+            metric=s.name, evidence=ev, steps=(xval(x[-k]), xval(x[-1])),
             explanation=(f"Over its last {k} points {s.name} has a median of {fmt(level)}. A model "
                          "that cannot beat guessing on the data it trains on is not overfitting or "
                          "under-regularised: it is not learning. Check the data pipeline first "
@@ -115,7 +103,7 @@ def slow_convergence(
     for raw in (train, val):
         if raw is None:
             continue
-        s = _curve(raw, min_points)
+        s = epoch_curve(raw, min_points)
         if len(s) < min_points:
             yield Skip("slow_convergence", f"{raw.name} has {len(s)} finite points; needs {min_points}")
             continue
@@ -134,12 +122,12 @@ def slow_convergence(
     span = float(x[-1] - x[0])
     proj = m["slope"] * extend * span
     ev = {
-        "unit": unit, f"late_from_{unit}": _n(x[m["i0"]]), f"last_{unit}": _n(x[-1]),
+        "unit": unit, f"late_from_{unit}": xval(x[m["i0"]]), f"last_{unit}": xval(x[-1]),
         "late_gain": sig(m["late_gain"]), "total_gain": sig(m["total_gain"]),
         "late_share_of_gain": sig(m["share"], 3), "noise": sig(m["noise"]),
         "noise_smoothed": sig(m["noise_smoothed"]), "late_slope_per_unit": sig(m["slope"]),
         "final_value": sig(m["final"]),
-        "projected_extra_units": _n(sig(extend * span)), "projected_gain": sig(proj),
+        "projected_extra_units": xval(sig(extend * span)), "projected_gain": sig(proj),
         "val_also_improving": bool(checked.get("val_loss", {}).get("steep", False)),
         "thresholds": {"last_share": last_share, "k_noise": k_noise,
                        "min_late_share": min_late_share, "extend": extend, "min_points": min_points},
@@ -148,8 +136,8 @@ def slow_convergence(
         "slow_convergence", "warning",
         (f"{s.name} was still falling when the run ended: {fmt(m['late_gain'])} in the last "
          f"{fmt(100 * last_share, 3)}% of {unit}s ({fmt(100 * m['share'], 3)}% of the whole run's gain)"),
-        metric=s.name, evidence=ev, steps=(_n(x[m["i0"]]), _n(x[-1])),
-        explanation=(f"From {unit} {_n(x[m['i0']])} to {_n(x[-1])} the smoothed {s.name} fell by "
+        metric=s.name, evidence=ev, steps=(xval(x[m["i0"]]), xval(x[-1])),
+        explanation=(f"From {unit} {xval(x[m['i0']])} to {xval(x[-1])} the smoothed {s.name} fell by "
                      f"{fmt(m['late_gain'])}, {fmt(m['late_gain'] / m['noise_smoothed'], 3)} times its "
                      f"noise, at {fmt(m['slope'])} per {unit}. At that rate, {fmt(sig(extend * span))} "
                      f"more {unit}s would lower it by about {fmt(abs(proj))} (a linear extrapolation, an "

@@ -3,119 +3,26 @@
 Overfitting (val rising while train falls) is a different finding; this one looks at the
 *training* loss only, which an optimiser that works never lets rise for long.
 
-The small numeric helpers at the top are shared by the other part-2 detectors (spikes,
-oscillation, lr, metrics, throughput) so that they measure noise the same way.
+Noise, smoothing and number formatting come from _util, shared with every other detector.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from ..finding import Finding, Fix, Skip
-from ..history import RunHistory, Series
+from ..finding import Finding, Fix
+from ..history import RunHistory
 from ..registry import detector
-
-# -- shared helpers (plain functions, numpy only) ----------------------------------------------
-
-# 1.4826 * MAD estimates the standard deviation of normal noise (Rousseeuw & Croux 1993).
-_MAD_TO_SIGMA = 1.4826
-
-
-def r4(x) -> float:
-    """Round to 4 significant digits: the precision every number in a finding is quoted at."""
-    x = float(x)
-    if not math.isfinite(x) or x == 0:
-        return x
-    return float(f"{x:.4g}")
-
-
-def fmt(x) -> str:
-    """Format a number the way r4 stores it, so text and evidence always agree."""
-    x = float(x)
-    if math.isfinite(x) and x == int(x) and abs(x) < 1e15:
-        return str(int(x))
-    return f"{r4(x):g}"
-
-
-def xval(x) -> float | int:
-    """A step or epoch number for evidence: an int when it is whole."""
-    x = float(x)
-    return int(x) if math.isfinite(x) and x == int(x) else r4(x)
-
-
-def rolling_median(values: np.ndarray, window: int) -> np.ndarray:
-    """Centred running median; near the edges the window shrinks symmetrically, so the first
-    and last points are their own median (a loss that explodes after step 0 keeps its start)."""
-    n = values.size
-    half = max(window // 2, 0)
-    values = values.astype(float)
-    if n == 0 or half == 0:
-        return values.copy()
-    out = np.empty(n)
-    if n > 2 * half:
-        windows = np.lib.stride_tricks.sliding_window_view(values, 2 * half + 1)
-        out[half : n - half] = np.median(windows, axis=1)
-    for i in list(range(min(half, n))) + list(range(max(n - half, half), n)):
-        h = min(i, n - 1 - i)
-        out[i] = np.median(values[i - h : i + h + 1])
-    return out
-
-
-def trailing_median(values: np.ndarray, window: int) -> np.ndarray:
-    """Median of the `window` points *before* each point (NaN for the first one)."""
-    n = values.size
-    out = np.full(n, np.nan)
-    if n < 2:
-        return out
-    padded = np.concatenate([np.full(window, np.nan), values.astype(float)])
-    windows = np.lib.stride_tricks.sliding_window_view(padded[:-1], window)[:n]
-    with np.errstate(all="ignore"):
-        valid = np.isfinite(windows).any(axis=1)
-        out[valid] = np.nanmedian(windows[valid], axis=1)
-    return out
-
-
-def smooth_window(n: int) -> int:
-    """An odd window about a tenth of the run, 3..51 points."""
-    w = int(min(51, max(3, n // 10)))
-    return w if w % 2 else w + 1
-
-
-def robust_noise(values: np.ndarray, window: int | None = None) -> float:
-    """Point-to-point noise: 1.4826 * MAD of the residual around a running median."""
-    if values.size < 3:
-        return 0.0
-    window = window or smooth_window(values.size)
-    resid = values - rolling_median(values, window)
-    mad = np.median(np.abs(resid - np.median(resid)))
-    return float(_MAD_TO_SIGMA * mad)
-
-
-def unit_of(s: Series) -> str:
-    return s.unit
-
-
-def loss_series(history: RunHistory, roles=("train_loss",)) -> Series | None:
-    for role in roles:
-        s = history.primary(role)
-        if s is not None:
-            return s
-    return None
-
-
-def lr_value_at(history: RunHistory, step: float) -> float | None:
-    """The learning rate logged at or just before `step`, when an lr series exists."""
-    lr = history.primary("lr")
-    if lr is None:
-        return None
-    lr = lr.finite()
-    if len(lr) == 0:
-        return None
-    i = int(np.searchsorted(lr.steps, step, side="right")) - 1
-    return float(lr.values[max(i, 0)])
-
+from ._util import (
+    finite_or_skip,
+    fmt,
+    lr_value_at,
+    robust_noise,
+    rolling_median,
+    sig,
+    smooth_window,
+    xval,
+)
 
 # -- the detector ------------------------------------------------------------------------------
 
@@ -138,17 +45,15 @@ def divergence(
 ):
     """The training loss rose far above its best (a rising trend) or exploded."""
     raw = history.primary("train_loss")
-    if raw is None:  # the engine skips this via `requires`; a direct call must not crash
+    s, skip = finite_or_skip("divergence", raw, min_points)
+    if s is None or skip is not None:  # no series (a direct call): nothing; too short: say so
+        yield from [skip] if skip else []
         return
-    s = raw.finite()
     n = len(s)
-    if n < min_points:
-        yield Skip("divergence", f"{raw.name} has {n} finite points; need at least {min_points}")
-        return
     x = s.x()
     v = s.values
     window = smooth_window(n)
-    smooth = rolling_median(v, window)
+    smooth = rolling_median(v, window, edges="symmetric")
     noise = robust_noise(v, window)
     n_tail = max(3, int(round(n * tail_fraction)))
     tail = v[-n_tail:]
@@ -169,21 +74,21 @@ def divergence(
     if not (z >= z_threshold and (rise >= rise_fraction * reference or exploded)):
         return
 
-    unit = unit_of(s)
+    unit = s.unit
     best_x, tail_first, last_x = xval(x[i_min]), xval(x[n - n_tail]), xval(x[-1])
     ev = {
         "unit": unit,
-        "best_value": r4(best),
+        "best_value": sig(best),
         f"best_{unit}": best_x,
-        "tail_median": r4(tail_level),
+        "tail_median": sig(tail_level),
         "tail_points": n_tail,
         f"tail_first_{unit}": tail_first,
         f"last_{unit}": last_x,
-        "rise": r4(rise),
-        "progress_before_best": r4(gained),
-        "noise": r4(noise),
-        "rise_in_noise_units": r4(z),
-        "growth_factor": r4(growth) if growth is not None else None,
+        "rise": sig(rise),
+        "progress_before_best": sig(gained),
+        "noise": sig(noise),
+        "rise_in_noise_units": sig(z),
+        "growth_factor": sig(growth) if growth is not None else None,
         "smoothing_window": window,
         "thresholds": {
             "z_threshold": z_threshold,
@@ -194,7 +99,7 @@ def divergence(
     }
     lr_at = lr_value_at(history, float(s.steps[i_min]))
     if lr_at is not None:
-        ev["lr_at_best"] = r4(lr_at)
+        ev["lr_at_best"] = sig(lr_at)
     how = (f"exploded to {fmt(growth)}x its best value" if exploded
            else f"rose {fmt(rise)} above its best ({fmt(z)} noise units)")
     title = (f"Training loss diverged: best {fmt(best)} at {unit} {best_x}, "

@@ -14,7 +14,7 @@ import numpy as np
 from ..finding import Finding, Fix, Skip
 from ..history import RunHistory, Series
 from ..registry import detector
-from .divergence import fmt, r4, robust_noise, rolling_median, smooth_window, xval
+from ._util import fmt, robust_noise, rolling_median, sig, smooth_window, xval
 
 
 def constant_segments(values: np.ndarray, rtol: float = 1e-6) -> list[tuple[int, int]]:
@@ -81,8 +81,8 @@ def lr_schedule(
     segs = constant_segments(v)
     peak_i = int(np.argmax(v))
     peak = float(v[peak_i])
-    ev = {"unit": unit, "lr_start": r4(v[0]), "lr_peak": r4(peak), "lr_final": r4(v[-1]),
-          "lr_points": len(lr), "loss_metric": loss_raw.name, "loss_noise": r4(noise),
+    ev = {"unit": unit, "lr_start": sig(v[0]), "lr_peak": sig(peak), "lr_final": sig(v[-1]),
+          "lr_points": len(lr), "loss_metric": loss_raw.name, "loss_noise": sig(noise),
           "thresholds": thresholds}
     warmup_end = None
     if peak_i > 0 and peak > 0 and v[0] <= warmup_fraction * peak:
@@ -92,13 +92,13 @@ def lr_schedule(
     if len(segs) == 1:
         # Constant LR: only worth saying when the loss has stopped improving.
         n = len(loss)
-        smooth = rolling_median(loss.values, smooth_window(n))
+        smooth = rolling_median(loss.values, smooth_window(n), edges="symmetric")
         mid, end = float(smooth[n // 2]), float(smooth[-1])
         gain = mid - end
         if n < 10 or gain > plateau_fraction * abs(mid) or gain > 3 * noise:
             return
-        ev.update({"schedule": "constant", "loss_mid": r4(mid), "loss_end": r4(end),
-                   "loss_gain_last_half": r4(gain), "mid_step": xval(loss.steps[n // 2]),
+        ev.update({"schedule": "constant", "loss_mid": sig(mid), "loss_end": sig(end),
+                   "loss_gain_last_half": sig(gain), "mid_step": xval(loss.steps[n // 2]),
                    "last_step": xval(loss.steps[-1])})
         title = (f"The learning rate stayed at {fmt(v[0])} while {loss_raw.name} stopped improving "
                  f"(from {fmt(mid)} to {fmt(end)} over the second half)")
@@ -140,13 +140,13 @@ def lr_schedule(
         hi = float(steps[segs[k + 2][0]]) - 1e-9 if k + 2 < len(segs) else float("inf")
         eff = loss_effect(loss, step, lo, hi, max_points=window_points, noise=noise,
                           rel_change=rel_change, z=z)
-        item = {"step": xval(step), "lr_before": r4(v[i_prev]), "lr_after": r4(v[i_new])}
+        item = {"step": xval(step), "lr_before": sig(v[i_prev]), "lr_after": sig(v[i_new])}
         if eff is None:
             item["effect"] = "not enough loss points"
         else:
-            item.update({"loss_before": r4(eff["loss_before"]), "loss_after": r4(eff["loss_after"]),
+            item.update({"loss_before": sig(eff["loss_before"]), "loss_after": sig(eff["loss_after"]),
                          "points": eff["points"], "effect": eff["effect"],
-                         "worse_by": r4((eff["loss_after"] - eff["loss_before"])
+                         "worse_by": sig((eff["loss_after"] - eff["loss_before"])
                                         / max(abs(eff["loss_before"]), 1e-12))})
         changes.append(item)
     ev["schedule"] = "piecewise constant"
@@ -170,7 +170,7 @@ def lr_schedule(
     yield Finding("lr_schedule", "info", title, lr_raw.name, ev,
                   (xval(steps[0]), xval(steps[-1])), explanation, ())
     for c in bad:
-        bev = {"unit": unit, **c, "loss_metric": loss_raw.name, "loss_noise": r4(noise),
+        bev = {"unit": unit, **c, "loss_metric": loss_raw.name, "loss_noise": sig(noise),
                "thresholds": thresholds}
         up = c["lr_after"] > c["lr_before"]
         title = (f"The loss got worse after the learning-rate change at step {c['step']} "

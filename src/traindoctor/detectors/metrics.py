@@ -15,31 +15,21 @@ import numpy as np
 from ..finding import Finding, Fix, Skip
 from ..history import RunHistory, Series
 from ..registry import detector
-from .divergence import fmt, r4, robust_noise, rolling_median, smooth_window, xval
-
-_CLASS_KEYS = ("num_classes", "n_classes", "num_labels", "classes", "nclasses", "n_class")
-
-
-def accuracy_scale(acc: np.ndarray) -> float:
-    """100 when the values are percentages (some above 1, all within 0..100), else 1."""
-    finite = acc[np.isfinite(acc)]
-    return 100.0 if finite.size and finite.max() > 1.0 and finite.min() >= 0 and finite.max() <= 100 else 1.0
-
-
-def value_at(s: Series, step: float) -> float:
-    """The value logged at or just before `step` (the first one if none is before)."""
-    i = int(np.searchsorted(s.steps, step, side="right")) - 1
-    return float(s.values[max(i, 0)])
+from ._util import (
+    accuracy_scale,
+    classes_from_hparams,
+    fmt,
+    robust_noise,
+    rolling_median,
+    sig,
+    smooth_window,
+    value_at,
+    xval,
+)
 
 
 def num_classes_of(history: RunHistory, num_classes) -> int | None:
-    if num_classes:
-        return int(num_classes)
-    for key in _CLASS_KEYS:
-        val = history.hparams.get(key)
-        if isinstance(val, (int, float)) and val >= 2:
-            return int(val)
-    return None
+    return int(num_classes) if num_classes else classes_from_hparams(history.hparams)
 
 
 @detector("metric_disagreement", requires=(("val_loss", "train_loss"), ("val_accuracy", "train_accuracy")))
@@ -86,7 +76,7 @@ def _overconfidence(loss_name, acc_name, loss: Series, acc: Series, scale, *, ri
                     rise_z, acc_gain):
     n = len(loss)
     v = loss.values
-    smooth = rolling_median(v, smooth_window(n) if n >= 30 else 3)
+    smooth = rolling_median(v, smooth_window(n) if n >= 30 else 3, edges="symmetric")
     n_tail = max(3, n // 10)
     if n - n_tail < 2:
         return
@@ -107,9 +97,9 @@ def _overconfidence(loss_name, acc_name, loss: Series, acc: Series, scale, *, ri
     unit = loss.unit
     x = loss.x()
     bx, lx = xval(x[i_best]), xval(x[-1])
-    ev = {"unit": unit, f"loss_best_{unit}": bx, "loss_best": r4(best), "loss_final": r4(tail_loss),
-          "loss_rise": r4(rise), "loss_noise": r4(noise), "accuracy_at_loss_best": r4(acc_best),
-          "accuracy_final": r4(acc_tail), "accuracy_gain": r4(gain), "tail_points": n_tail,
+    ev = {"unit": unit, f"loss_best_{unit}": bx, "loss_best": sig(best), "loss_final": sig(tail_loss),
+          "loss_rise": sig(rise), "loss_noise": sig(noise), "accuracy_at_loss_best": sig(acc_best),
+          "accuracy_final": sig(acc_tail), "accuracy_gain": sig(gain), "tail_points": n_tail,
           "accuracy_scale": scale,
           "thresholds": {"rise_fraction": rise_fraction, "rise_z": rise_z, "acc_gain": acc_gain}}
     title = (f"{loss_name} rose from {fmt(best)} to {fmt(tail_loss)} after {unit} {bx} while "
@@ -145,8 +135,8 @@ def _near_zero_at_chance(history, loss_name, acc_name, loss: Series, acc: Series
     acc_start = float(np.median(acc.values[:ka])) / scale
     acc_end = float(np.median(acc.values[-ka:])) / scale
     classes = num_classes_of(history, num_classes)
-    ev = {"unit": loss.unit, "loss_start": r4(start), "loss_final": r4(end),
-          "accuracy_start": r4(acc_start), "accuracy_final": r4(acc_end), "accuracy_scale": scale,
+    ev = {"unit": loss.unit, "loss_start": sig(start), "loss_final": sig(end),
+          "accuracy_start": sig(acc_start), "accuracy_final": sig(acc_end), "accuracy_scale": scale,
           "points_averaged": k,
           "thresholds": {"near_zero": near_zero, "near_zero_fraction_of_start": 0.05,
                          "chance_margin": chance_margin, "no_gain": no_gain}}
@@ -154,7 +144,7 @@ def _near_zero_at_chance(history, loss_name, acc_name, loss: Series, acc: Series
         chance = 1.0 / classes
         if acc_end > chance + chance_margin:
             return
-        ev.update({"num_classes": classes, "chance_accuracy": r4(chance)})
+        ev.update({"num_classes": classes, "chance_accuracy": sig(chance)})
         why = f"at chance: {fmt(acc_end)} against 1/{classes} = {fmt(chance)}"
     else:
         if acc_end - acc_start > no_gain:
@@ -213,8 +203,8 @@ def _bad(s: Series, mask: np.ndarray) -> dict:
     idx = np.flatnonzero(mask)
     vals = s.values[idx]
     return {"unit": s.unit, "count": int(idx.size), "points": len(s),
-            f"first_{s.unit}": xval(x[idx[0]]), "first_value": r4(vals[0]),
-            "min": r4(np.min(s.values)), "max": r4(np.max(s.values)),
+            f"first_{s.unit}": xval(x[idx[0]]), "first_value": sig(vals[0]),
+            "min": sig(np.min(s.values)), "max": sig(np.max(s.values)),
             "window": (xval(x[idx[0]]), xval(x[idx[-1]]))}
 
 
@@ -254,7 +244,7 @@ def impossible_value(history: RunHistory, *, tolerance: float = _TOL):
             if vals.min() >= -tolerance and vals.max() <= 1 + tolerance:
                 continue
             if vals.min() >= -tolerance and vals.max() <= 100 + tolerance:
-                ev = {"unit": s.unit, "points": len(s), "min": r4(vals.min()), "max": r4(vals.max()),
+                ev = {"unit": s.unit, "points": len(s), "min": sig(vals.min()), "max": sig(vals.max()),
                       "scale": 100, "thresholds": {**thresholds, "percent_range": [0, 100]}}
                 yield Finding(
                     "impossible_value", "info",

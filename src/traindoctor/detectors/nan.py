@@ -14,7 +14,7 @@ import numpy as np
 from ..finding import Finding, Fix
 from ..history import RunHistory, Series
 from ..registry import detector
-from ._util import fmt, sig
+from ._util import fmt, sig, xval
 
 LOSS_ROLES = ("train_loss", "val_loss", "test_loss")
 
@@ -55,8 +55,8 @@ def nan_loss(
     before = s.values[:i][np.isfinite(s.values[:i])][-lookback:]
     ev: dict = {
         "unit": unit,
-        f"first_{unit}": _n(where),
-        "first_step": _n(step),
+        f"first_{unit}": xval(where),
+        "first_step": xval(step),
         "value": float(s.values[i]),
         "nonfinite_points": int(bad.size),
         "points": len(s),
@@ -94,8 +94,8 @@ def nan_loss(
         notes.append(f"the gradient norm was {fmt(gn_v)}" + (
             f" ({fmt(ev['grad_norm_median_before'])} median before)" if "grad_norm_median_before" in ev else ""))
     word = "NaN" if np.isnan(s.values[i]) else "infinite"
-    title = f"{name} became {word} at {unit} {_n(where)}"
-    expl = (f"{name} is {word} from {unit} {_n(where)} on ({bad.size} of {len(s)} points non-finite). "
+    title = f"{name} became {word} at {unit} {xval(where)}"
+    expl = (f"{name} is {word} from {unit} {xval(where)} on ({bad.size} of {len(s)} points non-finite). "
             + ("Just before: " + "; ".join(notes) + ". " if notes else "")
             + "Everything trained after the first NaN is garbage: the weights are NaN too.")
     fixes = [
@@ -111,9 +111,5 @@ def nan_loss(
         Fix("In mixed precision, use bf16 or a GradScaler", "fp16 overflows at 65504", None),
     ]
     yield Finding("nan_loss", "error", title, metric=name, evidence=ev,
-                  steps=(_n(where), _n(where)), explanation=expl, fixes=fixes)
+                  steps=(xval(where), xval(where)), explanation=expl, fixes=fixes)
 
-
-def _n(x: float):
-    x = float(x)
-    return int(x) if x.is_integer() else sig(x)

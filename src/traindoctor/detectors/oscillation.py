@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..finding import Finding, Fix, Skip
+from ..finding import Finding, Fix
 from ..history import RunHistory
 from ..registry import detector
-from .divergence import fmt, lr_value_at, r4, rolling_median, smooth_window, xval
+from ._util import finite_or_skip, fmt, lr_value_at, rolling_median, sig, smooth_window, xval
 
 
 @detector("oscillation", requires=(("train_loss", "val_loss"),))
@@ -32,20 +32,18 @@ def oscillation(
 ):
     """The loss swings from point to point by more than its net progress (LR too high)."""
     raw = history.primary("train_loss") or history.primary("val_loss")
-    if raw is None:  # the engine skips this via `requires`; a direct call must not crash
+    s, skip = finite_or_skip("oscillation", raw, min_points)
+    if s is None or skip is not None:  # no series (a direct call): nothing; too short: say so
+        yield from [skip] if skip else []
         return
-    s = raw.finite()
     n = len(s)
-    if n < min_points:
-        yield Skip("oscillation", f"{raw.name} has {n} finite points; need at least {min_points}")
-        return
     v = s.values
     diffs = np.diff(v)
     swing = float(np.median(np.abs(diffs)))
     if swing == 0.0:
         return
     window = smooth_window(n)
-    smooth = rolling_median(v, window)
+    smooth = rolling_median(v, window, edges="symmetric")
     start = float(smooth[0])
     i_best = int(np.argmin(smooth))
     progress = max(start - float(smooth[i_best]), 0.0)
@@ -62,21 +60,21 @@ def oscillation(
     ev = {
         "unit": unit,
         "points": n,
-        "median_swing": r4(swing),
-        "net_progress": r4(progress),
-        "start_level": r4(start),
-        "best_smoothed": r4(smooth[i_best]),
-        "swing_to_progress": r4(ratio) if np.isfinite(ratio) else "inf",
-        "late_level": r4(level),
-        "swing_to_level": r4(rel) if np.isfinite(rel) else "inf",
-        "sign_alternation": r4(alternation),
+        "median_swing": sig(swing),
+        "net_progress": sig(progress),
+        "start_level": sig(start),
+        "best_smoothed": sig(smooth[i_best]),
+        "swing_to_progress": sig(ratio) if np.isfinite(ratio) else "inf",
+        "late_level": sig(level),
+        "swing_to_level": sig(rel) if np.isfinite(rel) else "inf",
+        "sign_alternation": sig(alternation),
         "smoothing_window": window,
         "thresholds": {"ratio_threshold": ratio_threshold, "level_fraction": level_fraction,
                        "min_alternation": min_alternation, "min_points": min_points},
     }
     lr_now = lr_value_at(history, float(s.steps[-1]))
     if lr_now is not None:
-        ev["lr_final"] = r4(lr_now)
+        ev["lr_final"] = sig(lr_now)
     prog_txt = (f"the whole net progress of the smoothed curve was {fmt(progress)} "
                 f"(from {fmt(start)} to {fmt(smooth[i_best])})" if progress > 0
                 else f"the smoothed curve never went below its start ({fmt(start)})")

@@ -16,7 +16,7 @@ import numpy as np
 from ..finding import Finding, Fix, Skip
 from ..history import RunHistory, Series
 from ..registry import detector
-from ._util import best_index, fmt, noise_scale, sig, smooth
+from ._util import accuracy_scale, best_index, epoch_curve, fmt, noise_scale, sig, smooth, xval
 
 # validation metrics the checks can monitor, most preferred first
 VAL_ROLES = ("val_loss", "val_error", "val_accuracy")
@@ -36,12 +36,7 @@ def monitored(history: RunHistory) -> Series | None:
 def per_check(s: Series) -> Series:
     """One point per validation check, finite values only; epoch-averaged when the series was
     logged several times an epoch and that still leaves enough points."""
-    s = s.finite()
-    if s.has_epochs and not s.is_per_epoch:
-        pe = s.per_epoch()
-        if len(pe) >= 5:
-            return pe
-    return s
+    return epoch_curve(s, 5)
 
 
 def early_stop_index(values: np.ndarray, patience: int, higher_is_better: bool = False) -> int | None:
@@ -76,10 +71,10 @@ def counterfactual(s: Series, unit: str, patiences=PATIENCES) -> list[dict]:
                "pct_saved": 0.0}
         if i is not None:
             kept = best_index(v[: i + 1], s.higher_is_better)
-            row[f"stop_{unit}"] = _num(x[i])
-            row[f"kept_{unit}"] = _num(x[kept])
+            row[f"stop_{unit}"] = xval(x[i])
+            row[f"kept_{unit}"] = xval(x[kept])
             row["kept_value"] = sig(v[kept])
-            row[f"{unit}s_saved"] = _num(x[-1] - x[i])
+            row[f"{unit}s_saved"] = xval(x[-1] - x[i])
             row["checks_saved"] = n - 1 - i
             row["share_saved"] = sig((n - 1 - i) / n, 3)
             row["pct_saved"] = sig(100 * (n - 1 - i) / n, 3)
@@ -109,10 +104,6 @@ def choose_checkpoint(history: RunHistory, best_x: float, best_step: float, unit
         return {"path": tagged[0].path, "reason": "tagged best (its epoch is not in its name)"}
     return {}
 
-
-def _num(x: float):
-    x = float(x)
-    return int(x) if x.is_integer() else sig(x)
 
 
 def _train_at(history: RunHistory, ref: Series, unit: str) -> np.ndarray | None:
@@ -214,8 +205,8 @@ def overfitting(
         material = undo >= min_undo or acc_worse
     severity = "warning" if material else "info"
 
-    since = _num(x[-1] - x[b])
-    bx = _num(x[b])
+    since = xval(x[-1] - x[b])
+    bx = xval(x[b])
     onset_i = b + 1
     if rising:
         above = np.flatnonzero(sign * (v[b + 1:] - best_v) > k_noise * noise)
@@ -226,12 +217,12 @@ def overfitting(
         "unit": unit,
         f"best_{unit}": bx,
         "best_value": sig(best_v),
-        f"final_{unit}": _num(x[-1]),
+        f"final_{unit}": xval(x[-1]),
         "final_value": sig(final_v),
         f"{unit}s_since_best": since,
         "checks_since_best": after,
         "total_checks": n,
-        "share_of": f"the {n} validation checks run ({unit}s {_num(x[0])}..{_num(x[-1])})",
+        "share_of": f"the {n} validation checks run ({unit}s {xval(x[0])}..{xval(x[-1])})",
         "tail_median": sig(tail_level),
         "tail_points": tail_k,
         "best_smoothed": sig(sm_best),
@@ -247,7 +238,7 @@ def overfitting(
         "gap_widening_pct_of_improvement": (sig(100 * widen_share, 3) if widen_share is not None
                                             and math.isfinite(widen_share) else None),
         "material": material,
-        f"onset_{unit}": _num(x[onset_i]),
+        f"onset_{unit}": xval(x[onset_i]),
         "mode": "max" if hib else "min",
         "early_stopping": rows,
         "checkpoint": ck or None,
@@ -307,7 +298,7 @@ def overfitting(
                  f"generalising better, which is what overfitting looks like.")
     yield Finding(
         "overfitting", severity, title, metric=s.name, evidence=ev,
-        steps=(bx, _num(x[-1])), explanation=expl,
+        steps=(bx, xval(x[-1])), explanation=expl,
         fixes=_fixes(s, unit, rows, ck, bx, n, word),
     )
 
@@ -327,7 +318,7 @@ def _accuracy_change(history: RunHistory, ref: Series, b: int, unit: str) -> dic
     if i < 0:
         return None
     at_best, final = float(a.values[i]), float(np.median(a.values[-3:]))
-    scale = 100.0 if np.nanmax(a.values) > 1.0 else 1.0
+    scale = accuracy_scale(a.values)
     return {"name": a.name, "at_best": at_best, "final": final, "drop": at_best - final,
             "noise": noise_scale(a.values), "scale": scale}
 
@@ -405,9 +396,9 @@ def train_val_gap(
         return
     ev = {
         "unit": unit,
-        f"best_{unit}": _num(x[b]), "val_at_best": sig(v[b]), "train_at_best": sig(tr[b]),
+        f"best_{unit}": xval(x[b]), "val_at_best": sig(v[b]), "train_at_best": sig(tr[b]),
         "gap_at_best": sig(gap_b), "ratio_at_best": None if ratio_b is None else sig(ratio_b, 3),
-        f"end_{unit}": _num(x[last]), "val_at_end": sig(v[last]), "train_at_end": sig(tr[last]),
+        f"end_{unit}": xval(x[last]), "val_at_end": sig(v[last]), "train_at_end": sig(tr[last]),
         "gap_at_end": sig(gap_e), "ratio_at_end": sig(ratio_e, 3),
         "best_val": sig(v[b]),
         "thresholds": {"min_ratio": min_ratio, "min_checks": min_checks},
@@ -416,9 +407,9 @@ def train_val_gap(
              f"(train {fmt(tr[last])} vs val {fmt(v[last])}; best val {fmt(v[b])})")
     yield Finding(
         "train_val_gap", "info", title, metric=s.name, evidence=ev,
-        steps=(_num(x[b]), _num(x[last])),
+        steps=(xval(x[b]), xval(x[last])),
         explanation=(
-            f"At the best {unit} ({_num(x[b])}) training loss was {fmt(tr[b])} and validation "
+            f"At the best {unit} ({xval(x[b])}) training loss was {fmt(tr[b])} and validation "
             f"{fmt(v[b])} (gap {fmt(gap_b)}); at the end they are {fmt(tr[last])} and "
             f"{fmt(v[last])} (gap {fmt(gap_e)}). A gap alone is common (dropout and augmentation "
             "raise the training loss); it matters when it grows while validation stops improving."

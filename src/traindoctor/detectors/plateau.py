@@ -17,14 +17,17 @@ from ..finding import Finding, Fix, Skip
 from ..history import RunHistory, Series
 from ..registry import detector
 from ._util import (
+    accuracy_scale,
     chance_loss,
     classes_from_accuracy,
     classes_from_hparams,
+    epoch_curve,
     fmt,
     noise_scale,
     rolling_median,
     sig,
     smooth,
+    xval,
 )
 
 ROLES = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
@@ -89,9 +92,7 @@ def plateau(
         if raw is None or raw.name in seen:
             continue
         seen.add(raw.name)
-        s = raw.finite()
-        if s.has_epochs and not s.is_per_epoch and len(s.per_epoch()) >= min_points:
-            s = s.per_epoch()
+        s = epoch_curve(raw, min_points)
         n = len(s)
         if n < min_points:
             yield Skip("plateau", f"{raw.name} has {n} finite points; needs {min_points}")
@@ -131,7 +132,7 @@ def _one(s: Series, history, n_classes, c_source, min_points, k_noise, warn_shar
     drop = gain_before / base if base > 0 else 0.0
     moved = float(np.ptp(sm[start:]))
     ev = {
-        "unit": unit, f"since_{unit}": _n(x[start]), f"last_{unit}": _n(x[-1]),
+        "unit": unit, f"since_{unit}": xval(x[start]), f"last_{unit}": xval(x[-1]),
         "flat_points": flat, "points": n, "flat_share": sig(share, 3),
         "level": sig(level), "moved_smoothed": sig(moved), "noise": sig(noise),
         "first_smoothed": sig(first),
@@ -171,9 +172,9 @@ def _one(s: Series, history, n_classes, c_source, min_points, k_noise, warn_shar
     converged = (drop >= converged_drop or partner_converged) and not at_chance
     warn = at_chance or majority or (share >= warn_share and not converged)
     severity = "warning" if warn else "info"
-    what = f"{s.name} has not improved meaningfully since {unit} {_n(x[start])}"
+    what = f"{s.name} has not improved meaningfully since {unit} {xval(x[start])}"
     title = f"{what} ({flat} of {n} points, level {fmt(level)})"
-    expl = (f"Since {unit} {_n(x[start])} the median of the first third of {s.name} and of the last "
+    expl = (f"Since {unit} {xval(x[start])} the median of the first third of {s.name} and of the last "
             f"third differ by less than {fmt(thr)}, what counts as a real change for medians of "
             f"{third} points of a curve this noisy (noise {fmt(noise)}). ")
     fixes = []
@@ -186,7 +187,7 @@ def _one(s: Series, history, n_classes, c_source, min_points, k_noise, warn_shar
                          None))
     elif majority:
         title = (f"{s.name} has been flat at {fmt(ev['majority_class_share_guess'], 3)} since {unit} "
-                 f"{_n(x[start])}: not 1/C, so likely the majority-class share")
+                 f"{xval(x[start])}: not 1/C, so likely the majority-class share")
         expl += ("An accuracy that never moves from the start and is not 1/C is typically the share "
                  "of the most frequent class: the model predicts one class for every input. ")
         fixes.append(Fix("Weight the loss by class (weights n_samples / (n_classes * count_c)) "
@@ -220,17 +221,14 @@ def _one(s: Series, history, n_classes, c_source, min_points, k_noise, warn_shar
         fixes.append(Fix("Stop earlier or lower the LR (ReduceLROnPlateau) if you want more",
                          "further epochs at this LR do not improve it", None))
     yield Finding("plateau", severity, title, metric=s.name, evidence=ev,
-                  steps=(_n(x[start]), _n(x[-1])), explanation=expl.strip(), fixes=fixes)
+                  steps=(xval(x[start]), xval(x[-1])), explanation=expl.strip(), fixes=fixes)
 
 
 def _top(values: np.ndarray) -> float | None:
-    """The best value an accuracy-like score can take: 1, or 100 when logged in percent."""
-    hi = float(np.max(values))
-    if 0.0 <= float(np.min(values)) and hi <= 1.0:
-        return 1.0
-    if hi <= 100.0 and hi > 1.0:
-        return 100.0
-    return None
+    """The best value an accuracy-like score can take (1, or 100 in percent); None when the
+    values are outside 0..1 and 0..100 (an R2 or a log-likelihood has no such ceiling)."""
+    top = accuracy_scale(values)
+    return top if 0.0 <= float(np.min(values)) and float(np.max(values)) <= top else None
 
 
 def _partner_drop(history: RunHistory, s: Series, n_classes, chance_tol) -> dict | None:
@@ -240,9 +238,7 @@ def _partner_drop(history: RunHistory, s: Series, n_classes, chance_tol) -> dict
         p = history.primary(role)
         if p is None:
             continue
-        p = p.finite()
-        if p.has_epochs and not p.is_per_epoch and len(p.per_epoch()) >= 3:
-            p = p.per_epoch()
+        p = epoch_curve(p, 3)
         if len(p) < 3:
             continue
         first = float(smooth(p.values)[0])
@@ -252,7 +248,3 @@ def _partner_drop(history: RunHistory, s: Series, n_classes, chance_tol) -> dict
         return {"name": p.name, "first": first, "end": end, "drop": drop, "at_chance": at_chance}
     return None
 
-
-def _n(x: float):
-    x = float(x)
-    return int(x) if x.is_integer() else sig(x)

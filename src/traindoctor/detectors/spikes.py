@@ -11,10 +11,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..finding import Finding, Fix, Skip
+from ..finding import Finding, Fix
 from ..history import RunHistory
 from ..registry import detector
-from .divergence import fmt, r4, robust_noise, rolling_median, smooth_window, trailing_median, xval
+from ._util import (
+    finite_or_skip,
+    fmt,
+    robust_noise,
+    rolling_median,
+    sig,
+    smooth_window,
+    trailing_median,
+    xval,
+)
 
 
 def find_spikes(values: np.ndarray, *, z_threshold: float, rel_threshold: float,
@@ -27,7 +36,7 @@ def find_spikes(values: np.ndarray, *, z_threshold: float, rel_threshold: float,
     noise = robust_noise(values, window)
     scale = max(noise, 1e-12)
     excess = values - level
-    smooth = rolling_median(values, window)
+    smooth = rolling_median(values, window, edges="symmetric")
     run_range = float(np.max(smooth) - np.min(smooth))
     with np.errstate(all="ignore"):
         z = excess / scale
@@ -80,13 +89,11 @@ def loss_spikes(
 ):
     """Sudden loss spikes: how many, where, how big (robust z), and whether the loss recovered."""
     raw = history.primary("train_loss")
-    if raw is None:  # the engine skips this via `requires`; a direct call must not crash
+    s, skip = finite_or_skip("loss_spikes", raw, min_points)
+    if s is None or skip is not None:  # no series (a direct call): nothing; too short: say so
+        yield from [skip] if skip else []
         return
-    s = raw.finite()
     n = len(s)
-    if n < min_points:
-        yield Skip("loss_spikes", f"{raw.name} has {n} finite points; need at least {min_points}")
-        return
     events, noise = find_spikes(s.values, z_threshold=z_threshold, rel_threshold=rel_threshold,
                                 recover_fraction=recover_fraction, range_fraction=range_fraction)
     if not events:
@@ -102,19 +109,19 @@ def loss_spikes(
         "unit": unit,
         "count": len(events),
         "points": n,
-        "rate": r4(rate),
+        "rate": sig(rate),
         f"{unit}s": [xval(x[e["peak"]]) for e in shown],
-        "peak_values": [r4(s.values[e["peak"]]) for e in shown],
-        "levels_before": [r4(e["level"]) for e in shown],
-        "z_scores": [r4(e["z"]) for e in shown],
+        "peak_values": [sig(s.values[e["peak"]]) for e in shown],
+        "levels_before": [sig(e["level"]) for e in shown],
+        "z_scores": [sig(e["z"]) for e in shown],
         "recovered": [e["recovered"] for e in shown],
         "unrecovered_count": len(unrecovered),
-        "largest_z": r4(biggest["z"]),
+        "largest_z": sig(biggest["z"]),
         f"largest_{unit}": xval(x[biggest["peak"]]),
-        "largest_value": r4(s.values[biggest["peak"]]),
-        "largest_level_before": r4(biggest["level"]),
-        "noise": r4(noise),
-        "min_ratio_to_level": r4(1 + rel_threshold),
+        "largest_value": sig(s.values[biggest["peak"]]),
+        "largest_level_before": sig(biggest["level"]),
+        "noise": sig(noise),
+        "min_ratio_to_level": sig(1 + rel_threshold),
         "thresholds": {"z_threshold": z_threshold, "rel_threshold": rel_threshold,
                        "recover_fraction": recover_fraction, "range_fraction": range_fraction,
                        "many_spikes": many_spikes,
@@ -127,7 +134,7 @@ def loss_spikes(
     if unrecovered:
         first = unrecovered[0]
         ev["first_unrecovered"] = xval(x[first["start"]])
-        ev["first_unrecovered_after"] = r4(first["after"])
+        ev["first_unrecovered_after"] = sig(first["after"])
         tail = (f" The loss did not come back after {len(unrecovered)} of them: after the spike at "
                 f"{unit} {xval(x[first['start']])} it stayed at {fmt(first['after'])} "
                 f"(before: {fmt(first['level'])}).")

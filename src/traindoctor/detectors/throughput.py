@@ -13,7 +13,7 @@ import numpy as np
 from ..finding import Finding, Fix, Skip
 from ..history import RunHistory, Series, _tokens
 from ..registry import detector
-from .divergence import fmt, r4, xval
+from ._util import fmt, sig, xval
 
 _RATE_NAMES = ("it_s", "its", "steps_per_second", "iterations_per_second", "it_per_s",
                "throughput", "steps_per_sec", "iter_per_sec")
@@ -101,7 +101,7 @@ def throughput(
     total = total_steps or _hparam_int(history, _TOTAL_KEYS)
     last_step = float(np.max(np.concatenate([s.steps for s in history.series.values() if len(s)])))
     ev = {"unit": "step", "source": source.name, "measured_from": how, "intervals": int(secs.size),
-          "seconds_per_step": r4(sec), "steps_per_second": r4(1.0 / sec) if sec > 0 else "inf",
+          "seconds_per_step": sig(sec), "steps_per_second": sig(1.0 / sec) if sec > 0 else "inf",
           "last_step": xval(last_step),
           "thresholds": {"stall_factor": stall_factor, "stall_seconds": stall_seconds,
                          "stall_share": stall_share, "slowdown_factor": slowdown_factor,
@@ -109,11 +109,11 @@ def throughput(
     parts = [f"{fmt(ev['steps_per_second'])} steps/s ({fmt(sec)} s per step)"]
     if spe:
         ev["steps_per_epoch"] = int(spe)
-        ev["epoch_hours"] = r4(spe * sec / 3600.0)
+        ev["epoch_hours"] = sig(spe * sec / 3600.0)
         parts.append(f"{fmt(ev['epoch_hours'])} h per epoch of {int(spe)} steps")
     if total and total > last_step:
         ev["total_steps"] = int(total)
-        ev["eta_hours"] = r4((total - last_step) * sec / 3600.0)
+        ev["eta_hours"] = sig((total - last_step) * sec / 3600.0)
         parts.append(f"{fmt(ev['eta_hours'])} h left to step {int(total)}")
     findings = []
     if how == "wall" and secs.size >= min_intervals:
@@ -177,9 +177,9 @@ def _stalls(source, history, secs, at, sec, base_ev, *, stall_factor, stall_seco
     share = stall_total / total_time
     ends = at[stalled]
     ev = {**base_ev, "stall_count": int(stalled.sum()), "stall_steps": [xval(v) for v in ends[:20]],
-          "stall_minutes": [r4(v / 60) for v in extra[stalled][:20]],
-          "stall_total_hours": r4(stall_total / 3600), "run_hours": r4(total_time / 3600),
-          "stall_share": r4(share), "stall_limit_seconds": r4(limit)}
+          "stall_minutes": [sig(v / 60) for v in extra[stalled][:20]],
+          "stall_total_hours": sig(stall_total / 3600), "run_hours": sig(total_time / 3600),
+          "stall_share": sig(share), "stall_limit_seconds": sig(limit)}
     sev = "warning" if share >= stall_share else "info"
     title = (f"Training stalled {int(stalled.sum())} time(s) for {fmt(ev['stall_total_hours'])} h "
              f"in total ({fmt(ev['stall_share'])} of {fmt(ev['run_hours'])} h)")
@@ -204,9 +204,9 @@ def _slowdown(source, secs, at, base_ev, *, slowdown_factor, slowdown_seconds):
     if lost < slowdown_seconds:
         return []
     ratio = last / first
-    ev = {**base_ev, "first_quarter_seconds_per_step": r4(first),
-          "last_quarter_seconds_per_step": r4(last), "slowdown": r4(ratio), "quarter_points": q,
-          "seconds_lost_last_quarter": r4(lost)}
+    ev = {**base_ev, "first_quarter_seconds_per_step": sig(first),
+          "last_quarter_seconds_per_step": sig(last), "slowdown": sig(ratio), "quarter_points": q,
+          "seconds_lost_last_quarter": sig(lost)}
     title = (f"Training slowed down {fmt(ratio)}x: {fmt(first)} s per step at first, "
              f"{fmt(last)} s per step at the end")
     explanation = (f"The median time per step over the last {q} intervals is {fmt(ratio)}x that of "
