@@ -18,22 +18,6 @@ def _interp(anchors, n, noise, seed, floor=None):
     return v
 
 
-def _readable(fmt):
-    try:
-        __import__(f"traindoctor.readers.{fmt}")
-    except ImportError:
-        pytest.skip(f"reader traindoctor.readers.{fmt} is not committed yet")
-
-
-def _load(path, fmt):
-    """td.load(path) with format detection; while some other reader module is not committed
-    yet, fall back to naming the format (remove once every reader in READERS exists)."""
-    try:
-        return td.load(path)
-    except ModuleNotFoundError:
-        return td.load(path, format=fmt)
-
-
 # -- seed 000: Lightning metrics.csv, best_checkpoint/ and latest_checkpoint/ beside it ----
 def _seed000(tmp_path):
     val = _interp({0: 1.532, 6: 0.675, 10: 0.6064, 20: 1.042, 30: 1.316, 40: 1.951, 55: 1.509},
@@ -56,8 +40,9 @@ def _seed000(tmp_path):
 
 
 def test_seed000_overfitting_counterfactual_and_best_checkpoint(tmp_path):
-    _readable("lightning_csv")
-    report = td.diagnose(_load(_seed000(tmp_path), "lightning_csv"))
+    run = td.load(_seed000(tmp_path))
+    assert run.format == "lightning_csv"  # detected, not named
+    report = td.diagnose(run)
     [f] = report.get("overfitting")
     ev = f.evidence
     assert f.severity == td.Severity.WARNING
@@ -94,8 +79,9 @@ def _seed004(tmp_path):
 
 def test_seed004_stalled_validation_patience_15_and_gap(tmp_path):
     run_dir = _seed004(tmp_path)
-    _readable("tensorboard")
-    report = td.diagnose(_load(run_dir, "tensorboard"))
+    run = td.load(run_dir)
+    assert run.format == "tensorboard"
+    report = td.diagnose(run)
     [f] = report.get("overfitting")
     ev = f.evidence
     unit = ev["unit"]
@@ -126,8 +112,7 @@ def _seed003(tmp_path):
 
 def test_seed003_plateau_since_epoch_0(tmp_path):
     path = _seed003(tmp_path)
-    _readable("textlog")
-    report = td.diagnose(_load(path, "textlog"))
+    report = td.diagnose(td.load(path))
     flat = [f for f in report.get("plateau") if f.severity == td.Severity.WARNING]
     assert flat, report.codes()
     f = flat[0]
@@ -163,8 +148,7 @@ def _seed001(tmp_path, phase):
 
 def test_seed001_position_loss_stuck_at_one(tmp_path):
     path = _seed001(tmp_path, "stuck")
-    _readable("textlog")
-    report = td.diagnose(_load(path, "textlog"))
+    report = td.diagnose(td.load(path))
     stuck = [f for f in report.get("loss_constant") if f.metric == "train/position_loss"]
     assert stuck, report.codes()
     ev = stuck[0].evidence
@@ -175,8 +159,7 @@ def test_seed001_position_loss_stuck_at_one(tmp_path):
 
 def test_seed001_later_plateau_near_0_6(tmp_path):
     path = _seed001(tmp_path, "plateau")
-    _readable("textlog")
-    report = td.diagnose(_load(path, "textlog"))
+    report = td.diagnose(td.load(path))
     flat = [f for f in report.get("plateau") if f.metric == "train/position_loss"
             or abs(f.evidence["level"] - 0.61) < 0.05]
     assert flat, report.codes()
