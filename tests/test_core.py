@@ -86,3 +86,25 @@ def test_internal_error_finding_is_visible():
     except ZeroDivisionError as exc:
         f = _internal_error("plateau", exc)
     assert f.code == "internal_error" and "plateau" in f.title and "boom" in f.evidence["error"]
+
+
+def test_checkpoints_found_in_run_and_beside_logs_but_not_in_sibling_runs(tmp_path):
+    from traindoctor.readers import find_checkpoints
+
+    run = tmp_path / "lightning_logs" / "version_0"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "epoch=9-step=1230.ckpt").write_bytes(b"")
+    found = find_checkpoints(run)
+    assert [(c.epoch, c.step) for c in found] == [(9, 1230)]
+
+    # seed 000's layout: W&B logs two folders down, best/latest checkpoint folders beside them
+    exp = tmp_path / "model_hinge_loss"
+    logs = exp / "wandb" / "offline-run-1"
+    logs.mkdir(parents=True)
+    (exp / "best_checkpoint").mkdir()
+    (exp / "latest_checkpoint").mkdir()
+    sibling = exp / "other_run" / "checkpoints"
+    sibling.mkdir(parents=True)
+    (sibling / "epoch=3.pt").write_bytes(b"")
+    tags = sorted(c.tag for c in find_checkpoints(logs))
+    assert tags == ["best", "latest"]  # the sibling run's epoch=3.pt is not ours

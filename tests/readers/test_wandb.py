@@ -55,7 +55,24 @@ def offline_run(tmp_path_factory):
     run.finish()
     mp.undo()
     (run_dir,) = (root / "wandb").glob("offline-run-*")
+    _wait_for_flush(run_dir)
     return run_dir, logged
+
+
+def _wait_for_flush(run_dir, timeout=60.0):
+    """wandb's background service may still be writing the .wandb file when finish() returns
+    (seen on a loaded machine): wait until it exists and its size holds still."""
+    import time
+
+    deadline, last = time.monotonic() + timeout, -1
+    while time.monotonic() < deadline:
+        files = list(run_dir.glob("*.wandb"))
+        size = files[0].stat().st_size if files else -1
+        if size > 0 and size == last:
+            return
+        last = size
+        time.sleep(0.5)
+    raise AssertionError(f"wandb did not finish writing {run_dir} within {timeout} s")
 
 
 def test_every_history_point_read_natively(offline_run):

@@ -256,38 +256,54 @@ _HF_RE = re.compile(r"^checkpoint-(\d+)$")
 _TAG_RE = re.compile(r"(?:^|[^a-z])(best|last|latest|final)(?:[^a-z]|$)", re.I)
 
 
+_CKPT_DIR_NAMES = {"checkpoints", "checkpoint", "ckpt", "ckpts", "weights", "saved_models", "models"}
+
+
 def find_checkpoints(run_dir: Path, max_depth: int = 4) -> list[Checkpoint]:
     """Checkpoints beside the logs, from their names alone (never opened or unpickled).
 
     Lightning `epoch=9-step=1230.ckpt`, HF `checkpoint-500/`, and files or folders named
-    best / last / latest / final. Looks in run_dir and up to two levels above it, since
-    Lightning puts `checkpoints/` inside `version_N/` but many scripts save next to the logs.
+    best / last / latest / final. Searches run_dir recursively first. Only when it holds none,
+    looks up to two folders above (scripts often save next to a `logs/` or `wandb/` folder), and
+    there only at what sits directly in that folder or in a `checkpoints/`-like folder: never
+    inside sibling folders, which are usually other runs with checkpoints of their own.
     """
-    seen: dict[str, Checkpoint] = {}
-    roots = [Path(run_dir)]
+    run_dir = Path(run_dir)
+    found = _walk_checkpoints(run_dir, max_depth)
+    parent = run_dir
     for _ in range(2):
-        roots.append(roots[-1].parent)
-    for depth_root, root in enumerate(roots):
-        if not root.is_dir():
-            continue
-        limit = max_depth if depth_root == 0 else 2
-        for dirpath, dirnames, filenames in os.walk(root):
-            rel_depth = len(Path(dirpath).relative_to(root).parts)
-            if rel_depth >= limit:
-                dirnames[:] = []
-            dirnames[:] = [d for d in dirnames if d not in _SKIP_DIRS]
-            for d in list(dirnames):
-                ck = _checkpoint_from_name(Path(dirpath) / d, is_dir=True)
-                if ck:
-                    seen.setdefault(ck.path, ck)
-                    dirnames.remove(d)  # don't descend into a checkpoint folder
-            for f in filenames:
-                ck = _checkpoint_from_name(Path(dirpath) / f, is_dir=False)
-                if ck:
-                    seen.setdefault(ck.path, ck)
-        if seen:
+        if found or parent.parent == parent:
             break
-    return sorted(seen.values(), key=lambda c: (c.step is None, c.step or 0, c.epoch or 0, c.path))
+        parent = parent.parent
+        found = _walk_checkpoints(parent, 1)
+        for d in sorted(parent.iterdir()) if parent.is_dir() else ():
+            if d.is_dir() and d.name.lower() in _CKPT_DIR_NAMES:
+                found.update(_walk_checkpoints(d, 2))
+    return sorted(found.values(), key=lambda c: (c.step is None, c.step or 0, c.epoch or 0, c.path))
+
+
+def _walk_checkpoints(root: Path, max_depth: int) -> dict[str, Checkpoint]:
+    """Checkpoint files and folders under root, at most max_depth folders down (1 = root only)."""
+    seen: dict[str, Checkpoint] = {}
+    if not root.is_dir():
+        return seen
+    for dirpath, dirnames, filenames in os.walk(root):
+        if len(Path(dirpath).relative_to(root).parts) + 1 >= max_depth:
+            descend = []
+        else:
+            descend = [d for d in dirnames if d not in _SKIP_DIRS]
+        for d in sorted(dirnames):
+            ck = _checkpoint_from_name(Path(dirpath) / d, is_dir=True)
+            if ck:
+                seen.setdefault(ck.path, ck)
+                if d in descend:
+                    descend.remove(d)  # don't look inside a checkpoint folder
+        dirnames[:] = sorted(descend)
+        for f in filenames:
+            ck = _checkpoint_from_name(Path(dirpath) / f, is_dir=False)
+            if ck:
+                seen.setdefault(ck.path, ck)
+    return seen
 
 
 def _checkpoint_from_name(p: Path, is_dir: bool) -> Checkpoint | None:
