@@ -14,6 +14,7 @@ __all__ = [
     "__version__",
     "diagnose",
     "probe",
+    "compare",
     "load",
     "load_runs",
     "Finding",
@@ -28,6 +29,13 @@ __all__ = [
     "InputError",
     "MissingExtraError",
 ]
+
+
+def compare(paths_or_runs, **kwargs):
+    """Several runs side by side: best and final values, findings, hparams that differ."""
+    from .compare import compare as _compare
+
+    return _compare(paths_or_runs, **kwargs)
 
 
 def probe(model, batch, **kwargs):
