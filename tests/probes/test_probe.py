@@ -286,3 +286,16 @@ def test_class_imbalance_with_bce_gives_pos_weight():
     assert f.evidence["bce_pos_weight"] == 0.5152  # n_negative / n_positive = 34 / 66
     assert "pos_weight=torch.tensor(0.5152)" in f.fixes[0].code
     assert [row["percent"] for row in f.evidence["classes"]] == [34.0, 66.0]
+
+
+EXPENSIVE = ["lr_too_high", "lr_too_low", "cannot_overfit_batch"]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 5])  # seed 5: a transformer predicting one class at init
+@pytest.mark.parametrize("kind", ["mlp", "cnn", "transformer"])
+def test_healthy_twins_over_seeds_give_no_warning(kind, seed):
+    x, y = zoo.digits(64, seed=seed)
+    model = {"mlp": zoo.mlp, "cnn": zoo.SmallCNN, "transformer": zoo.SmallTransformer}[kind](seed=seed)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    report = td.probe(model, (x, y), loss_fn=nn.CrossEntropyLoss(), optimizer=opt, skip=EXPENSIVE)
+    assert not report.fails("warning"), [(f.code, f.title) for f in report.findings]

@@ -256,12 +256,14 @@ def init_loss_mismatch(ctx, *, max_factor: float = 3.0):
 # -- predictions ---------------------------------------------------------------------------
 
 @probe("prediction_collapse")
-def prediction_collapse(ctx, *, min_std_ratio: float = 0.01):
+def prediction_collapse(ctx, *, min_std_ratio: float = 0.01, max_spread_to_margin: float = 0.05):
     """Predictions barely vary across the batch compared with the targets (seed 001: 0.0001 vs 0.28).
 
     Regression: mean per-output std across the batch below 1% of the targets' std. Classification:
     one predicted class for the whole batch while the labels have several, and the logits' spread
-    across the batch smaller than the top-1/top-2 margin (no input could change the prediction).
+    across the batch below 5% of the top-1/top-2 margin (no input could change the prediction). At
+    initialisation a transformer with mean pooling can predict one class for a whole batch with a
+    spread/margin of 0.38 (measured on tests/probes' SmallTransformer, seed 5): that is not collapse.
     """
     pred, t = ctx.base.pred, ctx.targets
     n = batch_size(ctx.inputs) or 0
@@ -279,15 +281,17 @@ def prediction_collapse(ctx, *, min_std_ratio: float = 0.01):
         spread = float(p.std(dim=0).mean())
         top2 = p.topk(2, dim=1).values
         margin = float((top2[:, 0] - top2[:, 1]).mean())
-        if n_pred == 1 and n_label >= 2 and spread < margin:
+        if n_pred == 1 and n_label >= 2 and spread < max_spread_to_margin * margin:
             yield Finding(
                 "prediction_collapse", "warning",
                 f"Every example in the batch is predicted as class {int(pc[0])} ({n_label} classes in the labels)",
                 metric="predictions",
                 evidence={"predicted_classes": n_pred, "label_classes": n_label, "predicted_class": int(pc[0]),
                           "logit_std_across_batch": r4(spread), "mean_top1_top2_margin": r4(margin),
-                          "thresholds": {"collapse_when": "1 predicted class and logit std < margin"}},
-                explanation=("The logits vary less across inputs than the gap between the top two classes, "
+                          "spread_to_margin": r4(spread / margin),
+                          "thresholds": {"max_spread_to_margin": max_spread_to_margin,
+                                         "collapse_when": "1 predicted class and logit std < ratio x margin"}},
+                explanation=("The logits vary across inputs by a small fraction of the gap between the top two classes, "
                              "so no input in the batch can change the prediction: the model outputs a "
                              "constant, usually the majority class or whatever a large bias prefers."),
                 fixes=_collapse_fixes(),
