@@ -299,3 +299,35 @@ def test_healthy_twins_over_seeds_give_no_warning(kind, seed):
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     report = td.probe(model, (x, y), loss_fn=nn.CrossEntropyLoss(), optimizer=opt, skip=EXPENSIVE)
     assert not report.fails("warning"), [(f.code, f.title) for f in report.findings]
+
+
+class TwoInputs(nn.Module):
+    """Seed 001's shape: model(piece, puzzle); a clamp head; one input ignored when `fault`."""
+
+    def __init__(self, fault=False):
+        super().__init__()
+        torch.manual_seed(0)
+        self.piece = nn.Linear(64, 16)
+        self.puzzle = nn.Linear(64, 16)
+        self.head = nn.Linear(32, 4)
+        self.fault = fault
+
+    def forward(self, piece, puzzle):
+        a = self.piece(piece).clamp(min=0)  # a rectifier written as a one-sided clamp
+        b = self.puzzle(puzzle).clamp(min=0)
+        out = self.head(torch.cat([a, b], dim=1))
+        return out.clamp(-2, 2) if not self.fault else (out * 100).clamp(-2, 2)
+
+
+@pytest.mark.parametrize("fault", [False, True])
+def test_tuple_inputs_and_clamp_heads(fault):
+    x, t = zoo.boxes()
+    model = TwoInputs(fault)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    before = capture(model, opt)
+    report = td.probe(model, ((x, x.flip(0)), t), loss_fn=nn.SmoothL1Loss(), optimizer=opt, skip=EXPENSIVE)
+    assert_unchanged(before, capture(model, opt))
+    assert report.has("saturated_activations") == fault, report.codes()
+    if fault:
+        assert report.get("saturated_activations")[0].evidence["worst_site"] == "(root):clamp#3"
+    assert not report.has("input_independent_output")

@@ -80,6 +80,8 @@ def extract_output(out) -> tuple[Any, Any]:
 def call_model(model, inputs):
     if isinstance(inputs, Mapping):
         return model(**inputs)
+    if isinstance(inputs, (tuple, list)):  # ((piece, puzzle), targets): model(piece, puzzle)
+        return model(*inputs)
     return model(inputs)
 
 
@@ -88,10 +90,10 @@ def batch_size(inputs) -> int | None:
 
     if isinstance(inputs, torch.Tensor):
         return int(inputs.shape[0]) if inputs.dim() else None
-    if isinstance(inputs, Mapping):
-        for v in inputs.values():
-            if isinstance(v, torch.Tensor) and v.dim():
-                return int(v.shape[0])
+    values = inputs.values() if isinstance(inputs, Mapping) else inputs if isinstance(inputs, (tuple, list)) else ()
+    for v in values:
+        if isinstance(v, torch.Tensor) and v.dim():
+            return int(v.shape[0])
     return None
 
 
@@ -104,6 +106,8 @@ def map_inputs(inputs, fn, *, skip_keys=("labels",)):
     if isinstance(inputs, Mapping):
         return {k: (fn(v) if isinstance(v, torch.Tensor) and v.dim() and k not in skip_keys else v)
                 for k, v in inputs.items()}
+    if isinstance(inputs, (tuple, list)):
+        return type(inputs)(fn(v) if isinstance(v, torch.Tensor) and v.dim() else v for v in inputs)
     return inputs
 
 
@@ -114,6 +118,8 @@ def input_tensors(inputs) -> list:
         return [inputs]
     if isinstance(inputs, Mapping):
         return [v for k, v in inputs.items() if isinstance(v, torch.Tensor) and k != "labels"]
+    if isinstance(inputs, (tuple, list)):
+        return [v for v in inputs if isinstance(v, torch.Tensor)]
     return []
 
 

@@ -103,7 +103,8 @@ def final_activation(ctx) -> Call | None:
 
 
 @probe("saturated_activations")
-def saturated_activations(ctx, *, max_saturated: float = 0.5, tanh_edge: float = 0.99, sigmoid_edge: float = 0.01):
+def saturated_activations(ctx, *, max_saturated: float = 0.5, max_one_sided: float = 0.95, tanh_edge: float = 0.99,
+                          sigmoid_edge: float = 0.01):
     """tanh/sigmoid/hardtanh/clamp outputs stuck at their bounds for more than half of the values.
 
     A tanh output beyond 0.99 has derivative below 0.02 (1 - 0.99^2), a sigmoid output below 0.01 or
@@ -127,7 +128,9 @@ def saturated_activations(ctx, *, max_saturated: float = 0.5, tanh_edge: float =
             if c.low is None and c.high is None:
                 continue
         share = float(sat.float().mean())
-        if share > max_saturated:
+        # a one-sided clamp is a rectifier: half its outputs at the bound is normal (dead_relu's job)
+        limit = max_one_sided if c.op in ("clamp", "clip") and (c.low is None or c.high is None) else max_saturated
+        if share > limit:
             rows.append({"site": c.site, "op": c.op, "saturated_share": r4(share), "low": c.low, "high": c.high,
                          "mean": r4(float(out.mean())), "numel": out.numel()})
     if not rows:
@@ -141,7 +144,8 @@ def saturated_activations(ctx, *, max_saturated: float = 0.5, tanh_edge: float =
         metric=worst["site"],
         evidence={"sites": rows[:50], "worst_site": worst["site"], "worst_saturated_percent": pct,
                   "thresholds": {"max_saturated": max_saturated, "tanh_edge": tanh_edge,
-                                 "sigmoid_edge": sigmoid_edge, "clamp": "output equal to min or max"}},
+                                 "sigmoid_edge": sigmoid_edge, "max_one_sided": max_one_sided,
+                                 "clamp": "output equal to min or max"}},
         explanation=(
             "A saturated tanh or sigmoid has a derivative near zero and a clamp at its bound has a "
             "derivative of exactly zero, so these units pass (almost) no gradient and their outputs "
