@@ -89,3 +89,13 @@ def test_edges_short_nan_constant():
     loss[70] = 3.0
     (f,) = spikes(loss).get("loss_spikes")  # a perfectly flat loss: any jump is a spike
     assert f.evidence["steps"] == [70]
+
+
+def test_spike_on_a_perfectly_flat_loss_has_a_finite_sane_z():
+    import traindoctor as td
+
+    vals = [1.0] * 60 + [3.0] + [1.0] * 40
+    rep = td.diagnose(td.RunHistory.from_dict({"train_loss": vals}), only=["loss_spikes"])
+    (f,) = rep.get("loss_spikes")
+    # noise is 0, so z is measured against the 0.1% floor: (3 - 1) / 0.001 = 2000, not 1e10
+    assert f.evidence["largest_z"] == 2000

@@ -34,7 +34,11 @@ def find_spikes(values: np.ndarray, *, z_threshold: float, rel_threshold: float,
     window = window or smooth_window(n)
     level = trailing_median(values, window)
     noise = robust_noise(values, window)
-    scale = max(noise, 1e-12)
+    # A perfectly flat stretch has zero noise, and z against zero is meaningless (1e10): floor the
+    # scale at 0.1% of the typical level, as _util.noise_scale does for every other threshold.
+    finite = values[np.isfinite(values)]
+    floor = 1e-3 * float(np.median(np.abs(finite))) if finite.size else 0.0
+    scale = max(noise, floor, 1e-12)
     excess = values - level
     smooth = rolling_median(values, window, edges="symmetric")
     run_range = float(np.max(smooth) - np.min(smooth))
