@@ -16,7 +16,7 @@ from ..errors import InputError, require
 from ..finding import Finding, Fix, Report, Severity, Skip
 from ..registry import probes as _registered
 from . import activations, data, gradients, loss, training  # noqa: F401  (registers the checks)
-from ._context import ProbeContext, restore, restore_params, snapshot, split_batch, to_device
+from ._context import ProbeContext, restore, snapshot, split_batch, to_device
 
 __all__ = ["probe", "DEFAULT_BUDGET", "ORDER"]
 
@@ -96,7 +96,7 @@ def probe(
                 raise
             except Exception as exc:  # one broken check must not hide the others
                 findings.append(_internal_error(code, exc))
-                restore_params(snap)  # it may have stopped mid-experiment; the next check needs clean weights
+                ctx.reset_experiment()  # it may have stopped mid-experiment; the next check needs clean weights
             finally:
                 timings[code] = round(time.perf_counter() - start, 4)
     finally:

@@ -179,6 +179,17 @@ def restore(snap: Snapshot, optimizer) -> None:
             b.copy_(data)
     for m, training in snap.modes:
         m.training = training
+    restore_optimizer(snap, optimizer)
+    torch.set_rng_state(snap.rng["torch"])
+    np.random.set_state(snap.rng["numpy"])
+    random.setstate(snap.rng["python"])
+    if "cuda" in snap.rng:
+        torch.cuda.set_rng_state_all(snap.rng["cuda"])
+
+
+def restore_optimizer(snap: Snapshot, optimizer) -> None:
+    import torch
+
     if optimizer is not None and snap.optimizer is not None:
         o = snap.optimizer
         optimizer.state.clear()
@@ -201,11 +212,6 @@ def restore(snap: Snapshot, optimizer) -> None:
             g["params"] = params
         for k, v in o["attrs"].items():
             setattr(optimizer, k, v)
-    torch.set_rng_state(snap.rng["torch"])
-    np.random.set_state(snap.rng["numpy"])
-    random.setstate(snap.rng["python"])
-    if "cuda" in snap.rng:
-        torch.cuda.set_rng_state_all(snap.rng["cuda"])
 
 
 def restore_params(snap: Snapshot) -> None:
@@ -366,14 +372,21 @@ class ProbeContext:
                 w = float(before[n].norm())
                 dw = float((p.detach() - before[n]).norm())
                 ratios[n] = (dw, w)
-        restore_params(self.snap)
+        self.reset_experiment()
         return {"loss_before": losses[0], "loss_after": after_loss, "updates": ratios}
 
     def optimizer_copy(self):
         try:
             return clone_optimizer(self.optimizer)
-        except Exception:  # an optimizer with a custom constructor: use it, the runner restores it
+        except Exception:  # an optimizer with a custom constructor: use it, reset_experiment restores it
+            self.cache["used_user_optimizer"] = True
             return self.optimizer
+
+    def reset_experiment(self) -> None:
+        """Weights (and the user's optimizer, if an experiment had to step it) back to the snapshot."""
+        restore_params(self.snap)
+        if self.cache.get("used_user_optimizer"):
+            restore_optimizer(self.snap, self.optimizer)
 
 
 # -- small helpers shared by the checks ----------------------------------------------------------

@@ -176,7 +176,9 @@ def lr_sweep(ctx, *, per_decade: int = 8, decades: float = 4.0, max_lr: float = 
         prev = lr
     if not stopped and prev is not None:
         record(prev, ctx.loss_value())
-    restore_params(ctx.snap)
+    for g, b in zip(opt.param_groups, base):  # matters when opt is the user's own (uncloneable) optimizer
+        g["lr"] = b
+    ctx.reset_experiment()
     result = None
     if len(smoothed) >= 5:
         sm = np.array([v if math.isfinite(v) else np.inf for v in smoothed])
@@ -228,6 +230,8 @@ def lr_too_high(ctx, *, max_rise: float = 1.1):
     max_rise: one step at a sane LR lowers the loss on the batch it was computed on; a rise of more
     than 10% (seed 002: 0.47 -> 4.22) is not noise, because dropout masks are identical in both passes.
     """
+    if ctx.optimizer is not None and not need_loss(ctx, "lr_too_high"):
+        ctx.one_step()  # before the sweep, so both start from the same optimizer state
     sweep, skip = _sweep_or_skip(ctx, "lr_too_high")
     if skip:
         yield skip
