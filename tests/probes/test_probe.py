@@ -331,3 +331,14 @@ def test_tuple_inputs_and_clamp_heads(fault):
     if fault:
         assert report.get("saturated_activations")[0].evidence["worst_site"] == "(root):clamp#3"
     assert not report.has("input_independent_output")
+
+
+def test_mixed_train_eval_modes_are_kept():
+    model, batch, loss_fn, opt = zoo.healthy("cnn")
+    model.features[1].eval()  # a frozen BatchNorm inside a training model
+    model.dropout.eval()
+    before = capture(model, opt)
+    report = td.probe(model, batch, loss_fn=loss_fn, optimizer=opt, skip=EXPENSIVE)
+    assert_unchanged(before, capture(model, opt))
+    assert model.training and not model.features[1].training and not model.dropout.training
+    assert not report.fails("warning")
