@@ -5,6 +5,15 @@ import numpy as np
 import pytest
 
 import traindoctor as td
+from evidence import title_numbers_in_evidence
+
+
+def _diagnose(run):
+    """td.diagnose, plus: every finding's title states only numbers that are in its evidence."""
+    report = td.diagnose(run)
+    for f in report.findings:
+        title_numbers_in_evidence(f)
+    return report
 
 
 def _interp(anchors, n, noise, seed, floor=None):
@@ -42,7 +51,7 @@ def _seed000(tmp_path):
 def test_seed000_overfitting_counterfactual_and_best_checkpoint(tmp_path):
     run = td.load(_seed000(tmp_path))
     assert run.format == "lightning_csv"  # detected, not named
-    report = td.diagnose(run)
+    report = _diagnose(run)
     [f] = report.get("overfitting")
     ev = f.evidence
     assert f.severity == td.Severity.WARNING
@@ -81,7 +90,7 @@ def test_seed004_stalled_validation_patience_15_and_gap(tmp_path):
     run_dir = _seed004(tmp_path)
     run = td.load(run_dir)
     assert run.format == "tensorboard"
-    report = td.diagnose(run)
+    report = _diagnose(run)
     [f] = report.get("overfitting")
     ev = f.evidence
     unit = ev["unit"]
@@ -112,7 +121,7 @@ def _seed003(tmp_path):
 
 def test_seed003_plateau_since_epoch_0(tmp_path):
     path = _seed003(tmp_path)
-    report = td.diagnose(td.load(path))
+    report = _diagnose(td.load(path))
     flat = [f for f in report.get("plateau") if f.severity == td.Severity.WARNING]
     assert flat, report.codes()
     f = flat[0]
@@ -148,7 +157,7 @@ def _seed001(tmp_path, phase):
 
 def test_seed001_position_loss_stuck_at_one(tmp_path):
     path = _seed001(tmp_path, "stuck")
-    report = td.diagnose(td.load(path))
+    report = _diagnose(td.load(path))
     stuck = [f for f in report.get("loss_constant") if f.metric == "train/position_loss"]
     assert stuck, report.codes()
     ev = stuck[0].evidence
@@ -159,7 +168,7 @@ def test_seed001_position_loss_stuck_at_one(tmp_path):
 
 def test_seed001_later_plateau_near_0_6(tmp_path):
     path = _seed001(tmp_path, "plateau")
-    report = td.diagnose(td.load(path))
+    report = _diagnose(td.load(path))
     flat = [f for f in report.get("plateau") if f.metric == "train/position_loss"
             or abs(f.evidence["level"] - 0.61) < 0.05]
     assert flat, report.codes()

@@ -4,30 +4,7 @@ import numpy as np
 import pytest
 
 import traindoctor as td
-
-
-def title_numbers_in_evidence(f):
-    """Every number in the title is a number in the evidence (as the finding formats it)."""
-    import re
-
-    from traindoctor.detectors._util import fmt
-
-    seen = set()
-
-    def walk(v):
-        if isinstance(v, dict):
-            for x in v.values():
-                walk(x)
-        elif isinstance(v, (list, tuple)):
-            for x in v:
-                walk(x)
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            seen.add(fmt(v))
-            seen.add(fmt(abs(v)))
-
-    walk(f.evidence)
-    for num in re.findall(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?", f.title):
-        assert num.lstrip("-") in seen or num in seen, (num, f.title, f.evidence)
+from evidence import title_numbers_in_evidence
 
 
 def osc(**series):

@@ -6,7 +6,7 @@ import pytest
 import traindoctor as td
 
 pytest.importorskip("lightning")
-from tests.writers import write_lightning_run  # noqa: E402
+from writers import write_lightning_run  # noqa: E402
 
 
 def test_healthy_lightning_run_has_no_warning(tmp_path):
