@@ -108,3 +108,14 @@ def test_checkpoints_found_in_run_and_beside_logs_but_not_in_sibling_runs(tmp_pa
     (sibling / "epoch=3.pt").write_bytes(b"")
     tags = sorted(c.tag for c in find_checkpoints(logs))
     assert tags == ["best", "latest"]  # the sibling run's epoch=3.pt is not ours
+
+
+def test_load_runs_reports_progress_per_unit(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.jsonl").write_text(
+            "\n".join(f'{{"step": {i}, "loss": {1.0 / (i + 1)}}}' for i in range(5)))
+    calls = []
+    runs = td.load_runs(tmp_path, progress=lambda done, total, unit: calls.append((done, total)))
+    assert len(runs) == 2
+    assert calls == [(0, 2), (1, 2), (2, 2)]

@@ -7,6 +7,7 @@ Exit status: 0 no finding at or above --fail-on (default error), 1 there is one,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -132,7 +133,8 @@ def cmd_diagnose(args) -> int:
     from .errors import InputError
     from .readers import load_runs
 
-    runs = load_runs(args.path, format=args.format)
+    with _reading_progress(args.path) as progress:
+        runs = load_runs(args.path, format=args.format, progress=progress)
     if args.run is not None:
         runs = [r for r in runs if r.run == args.run]
         if not runs:
@@ -151,6 +153,34 @@ def cmd_diagnose(args) -> int:
             raise InputError(args.path, f"--role names {', '.join(missing)}, which this run does not have")
     emit(reports, args)
     return EXIT_FINDINGS if any(r.fails(args.fail_on) for r in reports) else EXIT_OK
+
+
+@contextlib.contextmanager
+def _reading_progress(path):
+    """A progress bar on stderr while logs are read, only on a terminal and only with rich."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    try:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+    except ImportError:
+        yield None
+        return
+    with Progress(SpinnerColumn(), TextColumn("reading {task.description}"), BarColumn(),
+                  MofNCompleteColumn(), transient=True, console=_stderr_console()) as bar:
+        task = bar.add_task(str(path), total=None)
+
+        def progress(done, total, unit):
+            bar.update(task, completed=done, total=total,
+                       description=str(unit.name if unit is not None else path))
+
+        yield progress
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 def emit(reports, args) -> None:

@@ -69,8 +69,12 @@ def walk_files(root: Path) -> list[Path]:
     return out
 
 
-def load_runs(path, *, format: str | None = None) -> list[RunHistory]:
-    """Read every run under `path` (a file or a folder searched recursively)."""
+def load_runs(path, *, format: str | None = None, progress=None) -> list[RunHistory]:
+    """Read every run under `path` (a file or a folder searched recursively).
+
+    `progress(done, total, unit)` is called before each file or folder is read (the CLI draws a
+    progress bar with it); all units are discovered first so that `total` is known.
+    """
     root = Path(path).expanduser()
     if not root.exists():
         raise InputError(root, "no such file or folder; expected a training-log file or a run folder")
@@ -81,8 +85,7 @@ def load_runs(path, *, format: str | None = None) -> list[RunHistory]:
     if format is not None and format not in READERS:
         raise InputError(None, f"unknown format {format!r}; formats are: {', '.join(READERS)}")
     claimed: set[Path] = set()
-    parts: list[Part] = []
-    errors: list[InputError] = []
+    todo = []
     for name in names:
         mod = _reader(name)
         for unit in mod.discover(root):
@@ -90,13 +93,21 @@ def load_runs(path, *, format: str | None = None) -> list[RunHistory]:
             if unit in claimed or any(p in claimed for p in unit.parents):
                 continue
             claimed.add(unit)
-            try:
-                part = mod.read(unit)
-            except InputError as exc:
-                errors.append(exc)
-                continue
-            if part is not None and part.series:
-                parts.append(part)
+            todo.append((mod, unit))
+    parts: list[Part] = []
+    errors: list[InputError] = []
+    for i, (mod, unit) in enumerate(todo):
+        if progress is not None:
+            progress(i, len(todo), unit)
+        try:
+            part = mod.read(unit)
+        except InputError as exc:
+            errors.append(exc)
+            continue
+        if part is not None and part.series:
+            parts.append(part)
+    if progress is not None:
+        progress(len(todo), len(todo), None)
     if not parts:
         if errors:
             raise errors[0]
