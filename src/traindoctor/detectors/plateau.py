@@ -46,9 +46,15 @@ def plateau_start(values: np.ndarray, noise: float, k: float = 3.0, higher_is_be
         third = seg.size // 3
         if third < 3:
             break
-        gain = float(np.median(seg[:third]) - np.median(seg[-third:]))
+        end = float(np.median(seg[-third:]))
+        gain = float(np.median(seg[:third])) - end
         # sd of a median of m normal points ~ 1.25 sigma / sqrt(m); of a difference: * sqrt(2)
-        if gain <= k * noise * 1.25 * math.sqrt(2.0 / third):
+        limit = k * noise * 1.25 * math.sqrt(2.0 / third)
+        # Flat also means it was never meaningfully better inside the stretch than where it ends:
+        # a curve that went down and back up (val loss around its best epoch, seed 000) or that
+        # rises is overfitting/divergence, not a plateau, though its first and last thirds match.
+        dip = end - float(np.min(rolling_median(seg, third | 1)))
+        if gain <= limit and dip <= limit:
             level = float(np.median(seg))
             near = np.flatnonzero(rolling_median(seg, 3) <= level + k * noise)
             return i + int(near[0]) if near.size else i
