@@ -119,3 +119,17 @@ def test_load_runs_reports_progress_per_unit(tmp_path):
     runs = td.load_runs(tmp_path, progress=lambda done, total, unit: calls.append((done, total)))
     assert len(runs) == 2
     assert calls == [(0, 2), (1, 2), (2, 2)]
+
+
+def test_a_plateau_that_overfitting_explains_is_demoted_to_info():
+    from traindoctor.engine import demote_explained
+
+    over = td.Finding("overfitting", "warning", "val_loss rose", "val_loss")
+    flat_val = td.Finding("plateau", "warning", "val_loss flat", "val_loss")
+    flat_train = td.Finding("plateau", "warning", "train_loss flat", "train_loss")
+    out = demote_explained([over, flat_val, flat_train])
+    assert [f.severity.value for f in out] == ["warning", "info", "warning"]
+    assert "overfitting finding on val_loss explains" in out[1].explanation
+    # an info-level overfitting explains nothing away
+    out = demote_explained([td.Finding("overfitting", "info", "t", "val_loss"), flat_val])
+    assert out[1].severity == td.Severity.WARNING

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from os import PathLike
 from typing import Any
 
@@ -40,6 +41,7 @@ def diagnose(
         run = run.with_roles(roles)
     t0 = time.perf_counter()
     findings, skipped = run_detectors(run, only=only, ignore=ignore, params=params)
+    findings = demote_explained(findings)
     meta = {"seconds": round(time.perf_counter() - t0, 4)}
     return Report(findings, skipped, run.source(), "diagnose", meta, history=run)
 
@@ -68,6 +70,31 @@ def run_detectors(history: RunHistory, *, only=None, ignore=None, params=None):
         except Exception as exc:  # a bug in one detector must not hide the others' findings
             findings.append(_internal_error(check.code, exc))
     return findings, skipped
+
+
+# A finding that explains another one on the same metric, with the fix that matters. A validation
+# loss that stalled or rose after its best is a plateau too, but "raise the learning rate" is the
+# wrong advice for it: seed 004's val loss sat at 16 while training kept falling.
+EXPLAINS = {"overfitting": ("plateau",)}
+
+
+def demote_explained(findings: list[Finding]) -> list[Finding]:
+    """Lower to info the findings that another warning on the same metric already explains."""
+    explained = {
+        (code, f.metric)
+        for f in findings
+        if f.severity.rank >= Severity.WARNING.rank
+        for code in EXPLAINS.get(f.code, ())
+    }
+    out = []
+    for f in findings:
+        if (f.code, f.metric) in explained and f.severity.rank > Severity.INFO.rank:
+            owner = next(k for k, v in EXPLAINS.items() if f.code in v)
+            f = replace(f, severity=Severity.INFO,
+                        explanation=f"{f.explanation} The {owner} finding on {f.metric} explains "
+                                    "this and says what to do.".strip())
+        out.append(f)
+    return out
 
 
 def _internal_error(code: str, exc: Exception) -> Finding:
