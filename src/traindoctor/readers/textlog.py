@@ -91,7 +91,10 @@ def read(unit: Path):
             raise InputError(path, f"the file is empty; expected a training log with {EXPECTED_SHAPES}")
         raise InputError(path, f"no metric lines found in this text file; expected {EXPECTED_SHAPES}")
     series = {name: _series(name, pts) for name, pts in parsed.points.items()}
-    return Part(series, path.parent, FORMAT, notes=[f"{path.name}: {n}" for n in notes + parsed.notes])
+    # The bar's total is how long an epoch is; the throughput check turns it into hours per epoch.
+    hparams = {"steps_per_epoch": parsed.steps_per_epoch} if parsed.steps_per_epoch else {}
+    return Part(series, path.parent, FORMAT, hparams=hparams,
+                notes=[f"{path.name}: {n}" for n in notes + parsed.notes])
 
 
 def _series(name: str, pts: list[tuple[float, float, float]]) -> Series:
@@ -317,6 +320,7 @@ class Parsed:
     points: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     metric_frames: int = 0  # frames that held metrics (for sniffing), epoch points or not
+    steps_per_epoch: int | None = None  # the training bar's total ("120/97000"): epoch time and ETA
 
 
 @dataclass
@@ -482,6 +486,8 @@ def parse(text: str) -> Parsed:
                 bar.completed = True
             if metrics:
                 out.metric_frames += 1
+                if total is not None:
+                    out.steps_per_epoch = total
             if n == 0:
                 # no batch done yet: Lightning's reset frame still shows the last epoch's postfix
                 # (unchanged: skip it); a plain loop's set_postfix() at 0 shows the first batch
