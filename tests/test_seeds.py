@@ -174,3 +174,28 @@ def test_seed001_later_plateau_near_0_6(tmp_path):
     assert flat, report.codes()
     assert abs(flat[0].evidence["level"] - 0.61) < 0.02
     assert flat[0].severity == td.Severity.WARNING
+
+
+# -- issue 5: the Markdown report states each seed's diagnosis with the right numbers ----------
+@pytest.mark.parametrize(
+    "build, first_for, must_say",
+    [
+        (_seed000, "overfitting", ["since its best at epoch 10 (0.6064 -> 1.509)", "best_checkpoint",
+                                   "would have stopped at epoch 15", "saving 40 of 56 epochs (71.4%)",
+                                   "| 5 | 15 | 10 | 0.6064 | 40 |"]),
+        (_seed004, "overfitting", ["best at step 8 (16)", "train 10.4 vs val", "| 15 | 23 | 8 | 16 | 27 |"]),
+        (_seed003, "plateau", ["Train Loss has not improved meaningfully since epoch 0 (50 of 50 points",
+                               "Val Loss has not improved meaningfully since epoch 0 (50 of 50 points"]),
+        (lambda d: _seed001(d, "stuck"), "loss_constant",
+         ["train/position_loss is stuck at 1 for 800 points", "0.82 steps/s",
+          "32.86 h per epoch of 97000 steps"]),
+    ],
+    ids=["000", "004", "003", "001"],
+)
+def test_markdown_report_states_the_seed_diagnosis(tmp_path, build, first_for, must_say):
+    report = _diagnose(td.load(build(tmp_path)))
+    md = report.to_markdown()
+    first = next(line for line in md.splitlines() if line.startswith("**First thing to do:**"))
+    assert f"(for `{first_for}`)" in first, first
+    for text in must_say:
+        assert text in md, text
