@@ -3,7 +3,8 @@
 Each format is one module with three names:
 
     FORMAT = "tensorboard"                       # what `source.format` says
-    def discover(root: Path) -> list[Path]       # the units (files or folders) it reads under root
+    def discover(root, files=None) -> list[Path] # the units (files or folders) it reads under root;
+                                                 # `files`: every file under root, walked once
     def read(unit: Path) -> Part                 # one unit -> series, hparams, notes
 
 `discover` gets a folder (search it recursively) or a single file (return [file] if it is
@@ -86,9 +87,10 @@ def load_runs(path, *, format: str | None = None, progress=None) -> list[RunHist
         raise InputError(None, f"unknown format {format!r}; formats are: {', '.join(READERS)}")
     claimed: set[Path] = set()
     todo = []
+    files = walk_files(root) if root.is_dir() else None  # one walk, shared by every reader
     for name in names:
         mod = _reader(name)
-        for unit in mod.discover(root):
+        for unit in mod.discover(root, files):
             unit = Path(unit)
             if unit in claimed or any(p in claimed for p in unit.parents):
                 continue

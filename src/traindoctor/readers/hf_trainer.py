@@ -50,12 +50,12 @@ def _output_dir(state_file: Path) -> Path:
     return state_file.parent.parent if _ckpt_number(state_file) is not None else state_file.parent
 
 
-def discover(root: Path) -> list[Path]:
+def discover(root: Path, files: list[Path] | None = None) -> list[Path]:
     root = Path(root)
     if root.is_file():
         return [root] if root.name == "trainer_state.json" else []
     by_run: dict[Path, list[Path]] = {}
-    for f in walk_files(root):
+    for f in (walk_files(root) if files is None else files):
         if f.name == "trainer_state.json":
             by_run.setdefault(_output_dir(f), []).append(f)
     units: list[Path] = []

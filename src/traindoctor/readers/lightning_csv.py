@@ -31,11 +31,11 @@ def _is_lightning_csv(path: Path) -> bool:
     return "step" in cols
 
 
-def discover(root: Path) -> list[Path]:
+def discover(root: Path, files: list[Path] | None = None) -> list[Path]:
     root = Path(root)
     if root.is_file():
         return [root] if _is_lightning_csv(root) else []
-    return [f for f in walk_files(root) if _is_lightning_csv(f)]
+    return [f for f in (walk_files(root) if files is None else files) if _is_lightning_csv(f)]
 
 
 def read(unit: Path) -> Part:

@@ -27,7 +27,7 @@ def _is_run_dir(d: Path) -> bool:
     return (d / "meta.yaml").is_file() and any((d / sub).is_dir() for sub in ("metrics", "params", "tags"))
 
 
-def discover(root: Path) -> list[Path]:
+def discover(root: Path, files: list[Path] | None = None) -> list[Path]:
     root = Path(root)
     if root.is_file():
         # a single metric file: mlruns/<exp>/<run>/metrics/<name...>

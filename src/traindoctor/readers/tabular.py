@@ -46,11 +46,11 @@ _WANDB_COL = re.compile(r"^(?P<run>.+?) - (?P<metric>.+?)(?P<bound>__MIN|__MAX)?
 _TB_EXPORT = ["wall time", "step", "value"]
 
 
-def discover(root: Path) -> list[Path]:
+def discover(root: Path, files: list[Path] | None = None) -> list[Path]:
     root = Path(root)
     if root.is_file():
         return [root] if root.suffix.lower() in _CSV_EXT + _JSONL_EXT else []
-    return [f for f in walk_files(root) if f.suffix.lower() in _CSV_EXT + _JSONL_EXT and _looks_like_log(f)]
+    return [f for f in (walk_files(root) if files is None else files) if f.suffix.lower() in _CSV_EXT + _JSONL_EXT and _looks_like_log(f)]
 
 
 def _looks_like_log(path: Path) -> bool:

@@ -66,11 +66,11 @@ def is_events_file(path: Path) -> bool:
     return path.is_file() and bool(_NAME_RE.search(path.name))
 
 
-def discover(root: Path) -> list[Path]:
+def discover(root: Path, files: list[Path] | None = None) -> list[Path]:
     root = Path(root)
     if root.is_file():
         return [root] if is_events_file(root) else []
-    files = [f for f in walk_files(root) if _NAME_RE.search(f.name)]
+    files = [f for f in (walk_files(root) if files is None else files) if _NAME_RE.search(f.name)]
     # Oldest first, so that a restart's file comes after the file it resumes from and its points
     # win on duplicate steps. The name carries the writer's start time: events.out.tfevents.<ts>.*
     return sorted(files, key=_file_order)

@@ -42,7 +42,7 @@ EXPECTED_SHAPES = (
 
 
 # -- discovery ------------------------------------------------------------------------------
-def discover(root: Path) -> list[Path]:
+def discover(root: Path, files: list[Path] | None = None) -> list[Path]:
     """A file given directly is always tried; in a folder, text files that hold metric lines."""
     root = Path(root)
     if root.is_file():
@@ -50,7 +50,7 @@ def discover(root: Path) -> list[Path]:
     from . import walk_files
 
     out = []
-    for f in walk_files(root):
+    for f in (walk_files(root) if files is None else files):
         if f.name.startswith("."):
             continue
         if f.suffix.lower() in _EXTS or f.suffix == "":

@@ -47,7 +47,7 @@ def _is_run_dir(d: Path) -> bool:
     return any(d.glob("*.wandb")) or (d / "files" / "wandb-summary.json").is_file()
 
 
-def discover(root: Path) -> list[Path]:
+def discover(root: Path, files: list[Path] | None = None) -> list[Path]:
     root = Path(root)
     if root.is_file():
         if root.suffix == ".wandb":
