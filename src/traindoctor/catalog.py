@@ -35,7 +35,7 @@ _LECUN = "LeCun et al. 1998, 'Efficient BackProp' (normalise inputs to zero mean
 _DIOU = "Zheng et al. 2020, 'Distance-IoU Loss', arXiv:1911.08287; Rezatofighi et al. 2019 (GIoU), arXiv:1902.09630"
 
 FAMILIES = {
-    "curve": "found in the metric histories of a run (diagnose, watch)",
+    "curve": "found in the metric histories of a run (diagnose)",
     "probe": "found by short experiments on a live model and one batch (probe)",
     "meta": "about traindoctor itself",
 }

@@ -1,1 +1,0 @@
-"""Framework integrations (recorder, Lightning and HF callbacks)."""
