@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .finding import Report, json_safe
+from .history import flatten_names
 
 __all__ = ["RunSummary", "Comparison", "compare", "command"]
 
@@ -122,7 +123,7 @@ def compare(paths_or_runs: Iterable, *, only=None, ignore=None) -> Comparison:
         rep = rep.filtered(only, ignore)
         reports.append(rep)
         summaries.append(_summarise(name, rep))
-    differ, same = _hparam_diff([_flat(getattr(r.history, "hparams", {}) or {}) for r in reports])
+    differ, same = _hparam_diff([flatten_names(getattr(r.history, "hparams", {}) or {}, ".") for r in reports])
     return Comparison(tuple(summaries), tuple(reports), differ, same)
 
 
@@ -176,17 +177,6 @@ def _num(v) -> float | int:
     if v.is_integer() and abs(v) < 1e15:
         return int(v)
     return float(f"{v:.4g}")  # 4 significant digits, as findings quote
-
-
-def _flat(d: Mapping, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(_flat(v, key + "."))
-        else:
-            out[key] = v
-    return out
 
 
 def _hparam_diff(flats: Sequence[dict]) -> tuple[dict, dict]:

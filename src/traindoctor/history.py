@@ -20,6 +20,7 @@ __all__ = [
     "Checkpoint",
     "infer_role",
     "split_role",
+    "flatten_names",
     "ROLES",
     "HIGHER_IS_BETTER_KINDS",
 ]
@@ -95,6 +96,22 @@ def infer_role(name: str) -> str:
         return "other"
     # An unqualified loss is the training loss (Keras "loss", HF "loss", plain scripts).
     return f"{split or 'train'}_{kind}"
+
+
+def flatten_names(mapping: Mapping, sep: str = "/", prefix: str = "", skip=None) -> dict:
+    """{"val": {"loss": 1}} -> {"val/loss": 1}: nested logs and configs as flat metric names.
+
+    `skip(d)` says which nested dicts to drop whole (W&B media entries carry a "_type").
+    """
+    out: dict = {}
+    for k, v in mapping.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            if skip is None or not skip(v):
+                out.update(flatten_names(v, sep, key + sep, skip))
+        else:
+            out[key] = v
+    return out
 
 
 def split_role(role: str) -> tuple[str | None, str]:

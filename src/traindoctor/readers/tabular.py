@@ -19,6 +19,7 @@ import re
 from pathlib import Path
 
 from ..errors import InputError
+from ..history import flatten_names
 from . import Part, walk_files
 from ._tabular_util import (
     BAD,
@@ -68,7 +69,7 @@ def _looks_like_log(path: Path) -> bool:
             row = json.loads(first)
         except ValueError:
             return False
-        return isinstance(row, dict) and looks_like_metric_header(list(_flatten(row)))
+        return isinstance(row, dict) and looks_like_metric_header(list(flatten_names(row)))
     import csv
 
     header = next(csv.reader([first], delimiter=sniff_delimiter(first, path.suffix.lower())), [])
@@ -139,17 +140,6 @@ def _header(text: str, path: Path) -> list[str]:
 
 
 # -- JSONL --------------------------------------------------------------------------------------
-def _flatten(obj: dict, prefix: str = "") -> dict:
-    out: dict = {}
-    for k, v in obj.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "/"))
-        else:
-            out[key] = v
-    return out
-
-
 def _pick(row: dict, names: tuple[str, ...]):
     for k, v in row.items():
         if k.lower() in names:
@@ -171,7 +161,7 @@ def _read_jsonl(path: Path, text: str) -> Table:
         if not isinstance(obj, dict):
             table.bad(lineno)
             continue
-        row = _flatten(obj)
+        row = flatten_names(obj)
         step_key, step = _pick(row, STEP_NAMES)
         epoch_key, epoch = _pick(row, EPOCH_NAMES)
         wall_key, wall = _pick(row, WALL_NAMES)

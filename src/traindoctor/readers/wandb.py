@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..history import Series
+from ..history import Series, flatten_names
 from . import Part
 
 FORMAT = "wandb"
@@ -188,11 +188,10 @@ def _item(buf: bytes) -> tuple[str, object]:
 
 
 def _flatten(key: str, value, out: dict) -> None:
+    """One logged item into flat names; histograms, images and tables (a "_type") are not curves."""
     if isinstance(value, dict):
-        if "_type" in value:  # a histogram, image or table: not a scalar curve
-            return
-        for k, v in value.items():
-            _flatten(f"{key}/{k}", v, out)
+        if "_type" not in value:
+            out.update(flatten_names(value, "/", f"{key}/", skip=lambda d: "_type" in d))
     else:
         out[key] = value
 
