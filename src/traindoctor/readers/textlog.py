@@ -52,6 +52,7 @@ from ._decode import looks_binary, sniff_encoding
 FORMAT = "text"
 
 _EXTS = {".log", ".txt", ".out", ".err"}
+_DOC_EXTS = {".md", ".rst"}  # notes that may hold a pasted log: read only when they clearly do
 SNIFF_BYTES = 64 * 1024
 THROUGHPUT = "it_per_sec"
 MAX_FRAME = 8192  # characters; no training line is longer, and the patterns stay cheap below it
@@ -76,25 +77,40 @@ def discover(root: Path, files: list[Path] | None = None) -> list[Path]:
     for f in (walk_files(root) if files is None else files):
         if f.name.startswith("."):
             continue
-        if f.suffix.lower() in _EXTS or f.suffix == "":
-            if _sniff(f):
-                out.append(f)
+        ext = f.suffix.lower()
+        if (ext in _EXTS or ext in _DOC_EXTS or f.suffix == "") and _sniff(f, 3 if ext in _DOC_EXTS else 1):
+            out.append(f)
     return out
 
 
-def _sniff(path: Path) -> bool:
-    """True when the first 64 KB decode as text and hold at least one metric line."""
+def _sniff(path: Path, need: int = 1) -> bool:
+    """True when the first and last 64 KB decode as text and hold `need` metric lines: the tail
+    too, because a log can open with a megabyte of progress bars before its first metric line.
+    Documents (.md) must hold `need` metric lines with their own step or epoch."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(SNIFF_BYTES)
+            fh.seek(0, 2)
+            size = fh.tell()
+            tail = b""
+            if size > 2 * SNIFF_BYTES:
+                fh.seek(size - SNIFF_BYTES)
+                tail = fh.read(SNIFF_BYTES)
     except OSError:
         return False
     try:
         d = sniff_encoding(head, path)
     except InputError:
         return False
-    text = head[d.start:d.end].decode(d.encoding, errors="replace")
-    return parse(text).metric_frames > 0
+    texts = [head[d.start:d.end].decode(d.encoding, errors="replace")]
+    if tail and not d.encoding.startswith("utf-16"):
+        # the tail starts mid-line, maybe mid-character: from its first newline on
+        texts.append(tail[tail.find(b"\n") + 1:].decode(d.encoding, errors="replace"))
+    for text in texts:
+        parsed = parse(text)
+        if (parsed.metric_frames if need == 1 else parsed.own_axis_lines) >= need:
+            return True
+    return False
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -255,9 +271,12 @@ _SUMMARY = re.compile(r"(?<![\w./\-])(?:final|best)(?![\w./\-])", re.I)
 # `lr_decay_iters = 10000` alone on a line: a config dump (nanoGPT prints its config this way)
 _ASSIGN = re.compile(r"^\s*[A-Za-z_][\w.]*\s+=\s+\S+\s*$")
 _LONG_DIGITS = re.compile(r"\d{64}")
+_SETTING = re.compile(r"^\s*[A-Za-z_][\w.\-/]*\s*[:=]\s*\S")
+_CONFIG_HEADER = re.compile(
+    r"(?<![\w])(?:config|configuration|args|arguments|hparams|hyper-?parameters|settings|options)(?![\w])", re.I)
 _PREFIX = re.compile(
     r"^\s*(?:\[[^\]\d]*\]|\[[\d\-:.,T Z/]+\]|\d{4}-\d\d-\d\d[T ][\d:.,]+Z?|\d\d:\d\d:\d\d[\d.,]*|"
-    r"(?:INFO|DEBUG|NOTICE|WARN|WARNING|ERROR|CRITICAL)\b:?|[-|:>]+(?=\s))\s*"
+    r"(?:INFO|DEBUG|NOTICE|WARN|WARNING|ERROR|CRITICAL)\b(?::[\w.]+:|:)?|[-|:>]+(?=\s))\s*"
 )
 _LOG_LEVELS = {"info", "debug", "notice", "warn", "error", "critical", "root"}
 # keys that are not metrics even when they sit beside one
@@ -472,6 +491,7 @@ class Parsed:
     examples: list[tuple[int, str]] = field(default_factory=list)  # (line, text) of such lines
     too_long: int = 0
     bad_numbers: int = 0
+    own_axis_lines: int = 0    # metric lines that carry their own step or epoch
 
     def stats(self) -> dict:
         return {"lines": self.lines, "understood": self.understood,
@@ -655,6 +675,8 @@ def _place(records: _Records, epoch_events: list[tuple[int, float]]):
         inherited = np.where(k >= 0, ev_vals[np.maximum(k, 0)], np.nan)
         epoch = np.where(np.isnan(epoch), inherited, epoch)
 
+    # a `batch i/N` counter with no epoch to place it in says nothing about the global step
+    step = np.where((in_ep > 0) & np.isnan(epoch), np.nan, step)
     cand = ~np.isnan(step) & ~np.isnan(total) & ~np.isnan(epoch)
     if cand.any():
         e, s = epoch[cand], step[cand]
@@ -704,6 +726,7 @@ class _Parser:
         self.keras_offset = 0.0
         self.in_tb = False
         self.block: str | None = None
+        self.config = False  # inside a "Configuration:" listing
         self.skipped_eval = 0
         self.status: dict[int, str] = {}  # line -> "ok" | "known" (noise, bars, config)
 
@@ -804,10 +827,16 @@ class _Parser:
         self.plain(lineno, body)
 
     def plain(self, lineno: int, body: str):
+        if self.config:
+            if _SETTING.match(body) and len(_pairs(body)) <= 1:
+                self.mark(lineno, "known")
+                return
+            self.config = False
         rec = _plain(body, self.block)
         if isinstance(rec, _Plain):
             self.out.metric_frames += 1
             self.records.add_plain(lineno, rec)
+            self.out.own_axis_lines += rec.step is not None or rec.epoch is not None
             if rec.epoch is not None:
                 self.epoch = rec.epoch.value
             if rec.step is not None or rec.epoch is not None:
@@ -815,6 +844,10 @@ class _Parser:
             self.mark(lineno, "ok")
             return
         if rec in ("config", "summary"):
+            self.mark(lineno, "known")
+            return
+        if _CONFIG_HEADER.search(body) and body.rstrip().endswith(":") and not any(c.isdigit() for c in body):
+            self.config = True  # "Configuration:": the `key: value` lines below are settings
             self.mark(lineno, "known")
             return
         words = _SPLIT_WORD.findall(body)
@@ -951,6 +984,7 @@ def parse_bytes(data: bytes, fast: bool = True) -> Parsed:
     out = p.out
     out.lines = sc.n_lines
     out.metric_frames += sum(int(g.ok.sum()) for g in sc.groups)
+    out.own_axis_lines += sum(int(g.ok.sum()) for g in sc.groups)
     out.bad_numbers = len(bad)
 
     records = p.records
