@@ -139,14 +139,12 @@ def _scan_chunk(data, pos, end, line0, accept, specs, slow, parts) -> int:
             for r in idx.tolist():
                 slow.append((line0 + r, a[line_start[r]:nl[r]].tobytes()))
             continue
-        slots = np.asarray(spec.slots, dtype=np.int64)
-        if slots.size:
-            tok = first_tok[idx][:, None] + slots[None, :]
-            vals, ok = parse_numbers(a, ts[tok.ravel()], te[tok.ravel()])
-            vals = vals.reshape(idx.size, slots.size)
-            ok = ok.reshape(idx.size, slots.size).all(axis=1)
-        else:
-            vals, ok = np.empty((idx.size, 0)), np.ones(idx.size, dtype=bool)
+        vals = np.empty((idx.size, len(spec.slots)))
+        ok = np.ones(idx.size, dtype=bool)
+        ft = first_tok[idx]
+        for k, slot in enumerate(spec.slots):  # one slot at a time: its tokens share a shape
+            vals[:, k], ok_k = parse_numbers(a, ts[ft + slot], te[ft + slot])
+            ok &= ok_k
         parts.setdefault(key, []).append((idx.astype(np.int64) + line0, vals, ok))
     return line0 + n_lines
 
@@ -163,24 +161,101 @@ def _tokens(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         edges = np.concatenate((edges, [a.size]))
     rs, re_ = edges[0::2], edges[1::2]
     del numch, edges
-    cls = _CLS[a[rs]]
-    nxt = _CLS[a[np.minimum(rs + 1, a.size - 1)]]
-    nxt2 = _CLS[a[np.minimum(rs + 2, a.size - 1)]]
-    long_enough = re_ - rs
-    starts_number = (cls == 1) | (((cls == 2) | (cls == 3)) & (nxt == 1) & (long_enough >= 2)) | (
-        (cls == 2) & (nxt == 3) & (nxt2 == 1) & (long_enough >= 3))
-    prev = np.where(rs > 0, _CLS[a[np.maximum(rs - 1, 0)]], 0)
-    ok = starts_number & (prev != 5)
+    first = _CLS[a[rs]]
+    ok = first == 1
+    maybe = np.flatnonzero((first == 2) | (first == 3))  # "-0.5", ".5", "-.5": rare, checked apart
+    if maybe.size:
+        r = rs[maybe]
+        nxt = _CLS[a[np.minimum(r + 1, a.size - 1)]]
+        nxt2 = _CLS[a[np.minimum(r + 2, a.size - 1)]]
+        n = re_[maybe] - r
+        ok[maybe] = ((nxt == 1) & (n >= 2)) | ((first[maybe] == 2) & (nxt == 3) & (nxt2 == 1) & (n >= 3))
+    ok &= (_CLS[a[rs - 1]] != 5) | (rs == 0)  # not glued to a name: top1, fc-2, layer/3
     return rs[ok].astype(np.int64), re_[ok].astype(np.int64)
+
+
+# A DFA over token characters: [-+]?(digits[.digits]? | .digits)([eE][-+]?digits)?. Character
+# classes: 0 anything else (the token has ended: a token is a maximal run of number characters,
+# so what follows it is never one), 1 digit, 2 dot, 3 e/E, 4 minus, 5 plus.
+_TCLS = np.zeros(256, dtype=np.int64)
+for _c in b"0123456789":
+    _TCLS[_c] = 1
+_TCLS[ord(".")], _TCLS[ord("e")], _TCLS[ord("E")], _TCLS[ord("-")], _TCLS[ord("+")] = 2, 3, 3, 4, 5
+(START, SIGN, INT, DOT0, DOT, FRAC, E, ESIGN, ESIGN_N, EXPD, EXPD_N, ERR, END, END_N) = range(14)
+_T = np.full((14, 6), ERR, dtype=np.int64)
+_T[START, 1], _T[START, 2], _T[START, 4], _T[START, 5] = INT, DOT0, SIGN, SIGN
+_T[SIGN, 1], _T[SIGN, 2] = INT, DOT0
+_T[INT, 0], _T[INT, 1], _T[INT, 2], _T[INT, 3] = END, INT, DOT, E
+_T[DOT0, 1] = FRAC
+_T[DOT, 0], _T[DOT, 1], _T[DOT, 3] = END, FRAC, E
+_T[FRAC, 0], _T[FRAC, 1], _T[FRAC, 3] = END, FRAC, E
+_T[E, 1], _T[E, 4], _T[E, 5] = EXPD, ESIGN_N, ESIGN
+_T[ESIGN, 1], _T[ESIGN_N, 1] = EXPD, EXPD_N
+_T[EXPD, 0], _T[EXPD, 1] = END, EXPD
+_T[EXPD_N, 0], _T[EXPD_N, 1] = END_N, EXPD_N
+_T[END, :] = END
+_T[END_N, :] = END_N
+_T = _T.ravel()
+_MANT = np.isin(np.arange(14), [INT, FRAC])
+_FRAC = np.arange(14) == FRAC
+_EXPD = np.isin(np.arange(14), [EXPD, EXPD_N])
+_ACCEPT = np.isin(np.arange(14), [INT, DOT, FRAC, EXPD, EXPD_N, END, END_N])
+_NEG_EXP = np.isin(np.arange(14), [EXPD_N, END_N])
+
+
+def _same_shape(chars: np.ndarray, cls: np.ndarray) -> np.ndarray | None:
+    """Values when every token has one shape (a step counter's digits, `%.6f`, `%.4e`), by a
+    matrix product over the digit columns; None when the shapes differ."""
+    digit = cls == 1
+    if not (digit | (cls == 0)).all():  # not plain integers: one shape for all, or nothing
+        if not (cls == cls[:, :1]).all():
+            return None
+        pattern = cls[:, 0].tolist()
+        text = bytes(chars[:, 0].tolist())
+        try:
+            float(text[:pattern.index(0)] if 0 in pattern else text)
+        except ValueError:
+            return None
+        e = pattern.index(3) if 3 in pattern else len(pattern)
+        mcols = [j for j in range(e) if pattern[j] == 1]
+        xcols = [j for j in range(e, len(pattern)) if pattern[j] == 1]
+        dot = pattern.index(2) if 2 in pattern[:e] else e
+        if not mcols or len(mcols) > 15 or len(xcols) > 3:
+            return None
+        frac = sum(1 for j in mcols if j > dot)
+        mant = _horner(chars, mcols)
+        e10 = np.full(chars.shape[1], -frac, dtype=np.int64)
+        if xcols:
+            x = _horner(chars, xcols).astype(np.int64)
+            e10 += np.where(chars[xcols[0] - 1] == 45, -x, x)
+        if np.abs(e10).max() > 22:
+            return None
+        p = _POW10[np.abs(e10)]
+        v = np.where(e10 < 0, mant / p, mant * p)
+        return -v if pattern[0] == 4 else v
+    # integers of any length: Horner over the columns, a column past a token's end adds nothing
+    if digit.sum(axis=0).max() > 15:
+        return None
+    mant = np.zeros(chars.shape[1])
+    for j in range(chars.shape[0]):
+        mant = np.where(digit[j], mant * 10 + (chars[j] - 48), mant)
+    return mant
+
+
+def _horner(chars: np.ndarray, cols: list[int]) -> np.ndarray:
+    """The digits in `cols` (the same columns for every token) as an exact float64 integer."""
+    w = 10.0 ** np.arange(len(cols) - 1, -1, -1)
+    return w @ (chars[cols].astype(np.float64) - 48.0)
 
 
 def parse_numbers(a: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """float64 values of the number tokens a[starts[i]:ends[i]], and which ones were valid.
 
-    `[-+]?(digits[.digits] | .digits)([eE][-+]?digits)?`, parsed column by column (Horner) over
-    all tokens at once. The result is the correctly rounded value whenever the digits fit in
-    2**53 and the power of ten is within 1e±22 (Clinger's fast path: both factors are exact, so
-    the one division or product rounds once); the rare other tokens go through float().
+    All tokens advance through a small DFA one character column at a time, accumulating the
+    mantissa (Horner) and the exponent. The result is the correctly rounded value whenever the
+    mantissa fits in 2**53 and the power of ten is within 1e±22 (Clinger's fast path: both
+    factors are exact, so the one division or product rounds once); the rare other tokens go
+    through float().
     """
     m = starts.size
     vals = np.full(m, np.nan)
@@ -188,62 +263,45 @@ def parse_numbers(a: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[
     if m == 0:
         return vals, ok
     lens = ends - starts
-    width = int(min(lens.max(), _MAX_TOKEN))
-    cols = starts[None, :] + np.arange(width)[:, None]
-    inside = np.arange(width)[:, None] < lens[None, :]
-    chars = np.where(inside, a[np.minimum(cols, a.size - 1)], 0).astype(np.uint8)
-    del cols, inside
-
+    width = int(min(lens.max(), _MAX_TOKEN)) + 1  # one column past the end: the DFA's end
+    last = a.size - 1
+    chars = a[np.minimum(starts[None, :] + np.arange(width)[:, None], last)]
+    cls = _TCLS[chars]
+    at_end = (starts + np.minimum(lens, width - 1)) > last  # a token that ends the array
+    if at_end.any():
+        cls[:, at_end] = np.where(np.arange(width)[:, None] < lens[at_end][None, :], cls[:, at_end], 0)
+    if lens.max() < width:
+        got = _same_shape(chars, cls)
+        if got is not None:
+            return got, np.ones(m, dtype=bool)
+    has_exp = bool((cls == 3).any())
+    state = np.full(m, START, dtype=np.int64)
     mant = np.zeros(m, dtype=np.int64)
-    nd = np.zeros(m, dtype=np.int64)        # mantissa digits
-    frac = np.zeros(m, dtype=np.int64)      # of which after the dot
+    nd = np.zeros(m, dtype=np.int64)
+    frac = np.zeros(m, dtype=np.int64)
     ex = np.zeros(m, dtype=np.int64)
-    ned = np.zeros(m, dtype=np.int64)       # exponent digits
-    seen_dot = np.zeros(m, dtype=bool)
-    seen_e = np.zeros(m, dtype=bool)
-    prev_e = np.zeros(m, dtype=bool)
-    neg = chars[0] == 45
-    eneg = np.zeros(m, dtype=bool)
-    bad = lens > _MAX_TOKEN
     for j in range(width):
-        c = chars[j]
-        d = c - np.uint8(48)
-        isd = d < 10
-        md = isd & ~seen_e
-        if md.any():
-            mant = np.where(md, mant * 10 + d, mant)
-            nd += md
-            frac += md & seen_dot
-        xd = isd & seen_e
-        if xd.any():
-            ex = np.where(xd, np.minimum(ex * 10 + d, 10_000), ex)
-            ned += xd
-        isdot = c == 46
-        ise = (c | 32) == 101
-        iss = (c == 45) | (c == 43)
-        if j == 0:
-            bad |= ise | ((c != 0) & ~(isd | isdot | iss))
-        else:
-            bad |= (isdot & (seen_dot | seen_e)) | (ise & (seen_e | (nd == 0))) | (iss & ~prev_e) | (
-                (c != 0) & ~(isd | isdot | ise | iss))
-            eneg |= (c == 45) & prev_e
-        seen_dot |= isdot
-        seen_e |= ise
-        prev_e = ise
-    bad |= (nd == 0) | (seen_e & (ned == 0))
-    e10 = np.where(eneg, -ex, ex) - frac
-    fast = ~bad & (nd <= 18) & (mant < 2**53) & (np.abs(e10) <= 22)
+        state = _T[state * 6 + cls[j]]
+        md = _MANT[state]
+        d = chars[j].astype(np.int64) - 48
+        mant = np.where(md, mant * 10 + d, mant)
+        nd += md
+        frac += _FRAC[state]
+        if has_exp:
+            ex = np.where(_EXPD[state], np.minimum(ex * 10 + d, 10_000), ex)
+    good = _ACCEPT[state] & (lens < width)
+    e10 = np.where(_NEG_EXP[state], -ex, ex) - frac
+    fast = good & (nd <= 18) & (mant < 2**53) & (np.abs(e10) <= 22)
     mf = mant.astype(np.float64)
     p = _POW10[np.minimum(np.abs(e10), 22)]
     v = np.where(e10 < 0, mf / p, mf * p)
-    v = np.where(neg, -v, v)
+    v = np.where(chars[0] == 45, -v, v)
     vals[fast] = v[fast]
     ok[fast] = True
-    slow = np.flatnonzero(~fast & ~bad)
-    for i in slow.tolist():  # long mantissas or huge exponents: rare
-        s = a[starts[i]:ends[i]].tobytes()
+    rest = np.flatnonzero(~fast & (good | (lens >= width)))
+    for i in rest.tolist():  # long mantissas, huge exponents, very long tokens: rare
         try:
-            vals[i] = float(s)
+            vals[i] = float(a[starts[i]:ends[i]].tobytes())
             ok[i] = True
         except ValueError:
             pass

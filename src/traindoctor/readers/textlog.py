@@ -124,9 +124,13 @@ def read(unit: Path):
         raise InputError(path, f"cannot read the file ({exc.strerror}); check its permissions") from None
     data, notes = _utf8(path, raw)
     del raw
-    parsed = parse_bytes(data)
+    sc = _scan(data)
+    empty = not sc.groups and all(not line.strip() for _, line in sc.slow_lines)
+    del data  # the lines are in the scan: the bytes need not stay while the series are built
+    parsed = _parse_scan(sc)
+    del sc
     if not parsed.points:
-        if not data.strip():
+        if empty:
             raise InputError(path, f"the file is empty; expected a training log with {EXPECTED_SHAPES}")
         raise InputError(path, f"no metric lines found in this text file; expected {EXPECTED_SHAPES}"
                                + _examples_clause(parsed))
@@ -592,60 +596,55 @@ def _accept(line: bytes, tok_starts: np.ndarray, tok_ends: np.ndarray) -> _Spec 
 
 
 class _Records:
-    """Plain-line records, kept as columns: one row per line, one entry per (line, metric)."""
+    """Plain-line records in blocks: a block is rows (line, step, total, in_epoch, epoch) and,
+    per metric, its values on all rows (a template's lines) or on some rows (per-line parser)."""
+
+    COLS = ("line", "step", "total", "in_epoch", "epoch")
 
     def __init__(self):
-        self.cols: dict[str, list] = {k: [] for k in ("line", "step", "total", "in_epoch", "epoch")}
-        self.vals: dict[str, list] = {k: [] for k in ("rec", "name", "value")}
-        self.names: dict[str, int] = {}
-        self.n = 0
-
-    def name_id(self, name: str) -> int:
-        return self.names.setdefault(name, len(self.names))
-
-    def add_rows(self, line, step, total, in_epoch, epoch):
-        first = self.n
-        for k, v in (("line", line), ("step", step), ("total", total), ("in_epoch", in_epoch), ("epoch", epoch)):
-            self.cols[k].append(np.atleast_1d(np.asarray(v, dtype=np.float64)))
-        self.n += len(self.cols["line"][-1])
-        return first
-
-    def add_values(self, rec, name: str, value):
-        rec = np.atleast_1d(np.asarray(rec, dtype=np.int64))
-        self.vals["rec"].append(rec)
-        self.vals["name"].append(np.full(rec.size, self.name_id(name), dtype=np.int64))
-        self.vals["value"].append(np.broadcast_to(np.asarray(value, dtype=np.float64), rec.shape))
+        self.blocks: list[tuple[dict[str, np.ndarray], list[tuple[str, np.ndarray | None, np.ndarray]]]] = []
+        self.rows: list[tuple[float, ...]] = []          # the per-line parser's rows
+        self.row_vals: dict[str, tuple[list[int], list[float]]] = {}
+        self.dropped: set[float] = set()                 # lines whose values are forgotten
 
     def add_plain(self, line: int, rec: _Plain):
         def v(n):
             return (np.nan if n is None else n.value)
-        r = self.add_rows(line, v(rec.step), v(rec.total), float(rec.in_epoch), v(rec.epoch))
+        self.rows.append((float(line), v(rec.step), v(rec.total), float(rec.in_epoch), v(rec.epoch)))
+        r = len(self.rows) - 1
         for name, num in rec.metrics:
-            self.add_values(r, name, num.value)
+            idx, vals = self.row_vals.setdefault(name, ([], []))
+            idx.append(r)
+            vals.append(num.value)
 
     def add_group(self, g: _textfast.FastGroup) -> np.ndarray:
-        """Rows for the good lines of one template; returns the lines that were skipped."""
+        """A block for the good lines of one template; returns the lines that were skipped."""
         spec: _Spec = g.spec
         ok = g.ok
-        lines, vals = g.lines[ok], g.values[ok]
+        every = bool(ok.all())
+        lines = g.lines if every else g.lines[ok]
+        vals = g.values if every else g.values[ok]
 
         def col(ref):
             if ref is None:
                 return np.full(lines.size, np.nan)
-            return vals[:, ref[1]] * ref[2] if ref[0] == "slot" else np.full(lines.size, ref[1])
+            if ref[0] == "const":
+                return np.full(lines.size, float(ref[1]))
+            return vals[:, ref[1]] if ref[2] == 1.0 else vals[:, ref[1]] * ref[2]
 
-        first = self.add_rows(lines + 1, col(spec.step), col(spec.total), np.full(lines.size, float(spec.in_epoch)),
-                              col(spec.epoch))
-        recs = np.arange(first, first + lines.size)
-        for name, ref in spec.metrics:
-            self.add_values(recs, name, col(ref))
+        cols = {"line": (lines + 1).astype(np.float64), "step": col(spec.step), "total": col(spec.total),
+                "in_epoch": np.full(lines.size, float(spec.in_epoch)), "epoch": col(spec.epoch)}
+        self.blocks.append((cols, [(name, None, col(ref)) for name, ref in spec.metrics]))
         return g.lines[~ok]
 
-    def arrays(self):
-        def cat(xs, dt):
-            return (np.concatenate(xs).astype(dt) if xs else np.empty(0, dt))
-        c = {k: cat(v, np.float64) for k, v in self.cols.items()}
-        return c, cat(self.vals["rec"], np.int64), cat(self.vals["name"], np.int64), cat(self.vals["value"], np.float64)
+    def all_blocks(self):
+        blocks = list(self.blocks)
+        if self.rows:
+            arr = np.asarray(self.rows, dtype=np.float64).reshape(-1, 5)
+            cols = {k: arr[:, i] for i, k in enumerate(self.COLS)}
+            blocks.append((cols, [(n, np.asarray(i, dtype=np.int64), np.asarray(v, dtype=np.float64))
+                                  for n, (i, v) in self.row_vals.items()]))
+        return blocks
 
 
 def _place(records: _Records, epoch_events: list[tuple[int, float]]):
@@ -658,58 +657,85 @@ def _place(records: _Records, epoch_events: list[tuple[int, float]]):
       steps); lines before any step are placed at their epoch when every metric appears once an
       epoch, else at their running count.
     """
-    c, rec, name, value = records.arrays()
-    if not rec.size:
+    blocks = records.all_blocks()
+    if not blocks:
         return {}
-    order = np.argsort(c["line"], kind="stable")
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size)
-    line, step, total, in_ep, epoch = (c[k][order] for k in ("line", "step", "total", "in_epoch", "epoch"))
+    sizes = [b[0]["line"].size for b in blocks]
+    offsets = np.concatenate(([0], np.cumsum(sizes)))
+    col = {k: (blocks[0][0][k] if len(blocks) == 1 else np.concatenate([b[0][k] for b in blocks]))
+           for k in _Records.COLS}
+    line = col["line"]
+    if line.size > 1 and not np.all(line[1:] > line[:-1]):
+        order = np.argsort(line, kind="stable")
+        rank = np.empty_like(order)
+        rank[order] = np.arange(order.size)
+        col = {k: v[order] for k, v in col.items()}
+    else:
+        rank = None
+    line, step, total, in_ep, epoch = (col[k] for k in _Records.COLS)
 
-    ev_lines = np.array([e[0] for e in epoch_events] + line[~np.isnan(epoch)].tolist(), dtype=np.float64)
-    ev_vals = np.array([e[1] for e in epoch_events] + epoch[~np.isnan(epoch)].tolist(), dtype=np.float64)
-    if ev_lines.size:
-        o = np.argsort(ev_lines, kind="stable")
-        ev_lines, ev_vals = ev_lines[o], ev_vals[o]
-        k = np.searchsorted(ev_lines, line, side="left") - 1
-        inherited = np.where(k >= 0, ev_vals[np.maximum(k, 0)], np.nan)
-        epoch = np.where(np.isnan(epoch), inherited, epoch)
+    missing = np.isnan(epoch)
+    if missing.any():
+        ev_l = np.concatenate([np.array([e[0] for e in epoch_events], dtype=np.float64), line[~missing]])
+        ev_v = np.concatenate([np.array([e[1] for e in epoch_events], dtype=np.float64), epoch[~missing]])
+        if ev_l.size:
+            o = np.argsort(ev_l, kind="stable")
+            ev_l, ev_v = ev_l[o], ev_v[o]
+            k = np.searchsorted(ev_l, line[missing], side="left") - 1
+            epoch = epoch.copy()
+            epoch[missing] = np.where(k >= 0, ev_v[np.maximum(k, 0)], np.nan)
 
     # a `batch i/N` counter with no epoch to place it in says nothing about the global step
-    step = np.where((in_ep > 0) & np.isnan(epoch), np.nan, step)
-    cand = ~np.isnan(step) & ~np.isnan(total) & ~np.isnan(epoch)
+    if (in_ep > 0).any():
+        step = np.where((in_ep > 0) & np.isnan(epoch), np.nan, step)
+    cand = ~np.isnan(total) & ~np.isnan(step) & ~np.isnan(epoch)
     if cand.any():
         e, s = epoch[cand], step[cand]
-        restarts = np.any((np.diff(e) > 0) & (np.diff(s) < 0))
+        restarts = bool(np.any((np.diff(e) > 0) & (np.diff(s) < 0)))
         conv = cand & ((in_ep > 0) | restarts)
         if conv.any():
             base = 0.0 if np.nanmin(epoch[conv]) == 0 else 1.0
             step = np.where(conv, (epoch - base) * total + step, step)
 
     has = ~np.isnan(step)
-    idx = np.maximum.accumulate(np.where(has, np.arange(step.size), -1))
-    step = np.where(idx >= 0, step[np.maximum(idx, 0)], np.nan)
+    if not has.all():
+        idx = np.maximum.accumulate(np.where(has, np.arange(step.size), -1))
+        step = np.where(idx >= 0, step[np.maximum(idx, 0)], np.nan)
+
+    per_name: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for b, (_cols, metrics) in enumerate(blocks):
+        for name, rows, vals in metrics:
+            pos = np.arange(offsets[b], offsets[b + 1]) if rows is None else rows + offsets[b]
+            if rank is not None:
+                pos = rank[pos]
+            per_name.setdefault(name, []).append((pos, vals))
+    if records.dropped:
+        drop = np.isin(line, np.fromiter(records.dropped, dtype=np.float64))
     stepless = np.isnan(step)
     if stepless.any():
+        step = step.copy()
         ep = epoch[stepless]
         by_epoch = not np.isnan(ep).any()
-        if by_epoch:
-            rows = np.flatnonzero(stepless)
-            sel = np.isin(rank[rec], rows)
-            pairs = np.stack([name[sel], epoch[rank[rec[sel]]]], axis=1)
-            by_epoch = np.unique(pairs, axis=0).shape[0] == pairs.shape[0]
-        step = step.copy()
+        for parts in per_name.values() if by_epoch else ():
+            pos = np.concatenate([p for p, _ in parts])
+            e = epoch[pos[stepless[pos]]]
+            if np.unique(e).size != e.size:
+                by_epoch = False
+                break
         step[stepless] = ep if by_epoch else np.arange(int(stepless.sum()), dtype=np.float64)
 
-    r = rank[rec]  # each value's row in line order
-    o = np.lexsort((r, name))
-    name_o, r_o = name[o], r[o]
-    cuts = np.flatnonzero(np.diff(name_o)) + 1
-    ids = {i: n for n, i in records.names.items()}
     out = {}
-    for chunk_idx, rows in zip(np.split(np.arange(o.size), cuts), np.split(r_o, cuts)):
-        nm = ids[int(name_o[chunk_idx[0]])]
-        out[nm] = (step[rows], epoch[rows], value[o][chunk_idx])
+    for name, parts in per_name.items():
+        pos = parts[0][0] if len(parts) == 1 else np.concatenate([p for p, _ in parts])
+        vals = parts[0][1] if len(parts) == 1 else np.concatenate([v for _, v in parts])
+        if pos.size > 1 and not np.all(pos[1:] > pos[:-1]):
+            o = np.argsort(pos, kind="stable")
+            pos, vals = pos[o], vals[o]
+        if records.dropped:
+            keep = ~drop[pos]
+            pos, vals = pos[keep], vals[keep]
+        if pos.size:
+            out[name] = (step[pos], epoch[pos], vals)
     return out
 
 
@@ -952,14 +978,20 @@ def parse(text: str, fast: bool = True) -> Parsed:
 def parse_bytes(data: bytes, fast: bool = True) -> Parsed:
     """Parse a text log given as UTF-8 bytes. `fast=False` runs every line through the per-line
     parser (the reference the template path is tested against)."""
-    p = _Parser()
+    return _parse_scan(_scan(data, fast))
+
+
+def _scan(data: bytes, fast: bool = True) -> _textfast.Scan:
     if fast:
-        sc = _textfast.scan(data, _accept)
-    else:
-        lines = data.split(b"\n")
-        if lines and lines[-1] == b"":
-            lines.pop()
-        sc = _textfast.Scan(len(lines), list(enumerate(lines)), [])
+        return _textfast.scan(data, _accept)
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return _textfast.Scan(len(lines), list(enumerate(lines)), [])
+
+
+def _parse_scan(sc: _textfast.Scan) -> Parsed:
+    p = _Parser()
     fast_lines, fast_epoch_lines, fast_epochs, bad = _add_groups(p, sc.groups)
 
     # the per-line parser sees the slow lines in order; what the fast lines between two of
@@ -988,8 +1020,7 @@ def parse_bytes(data: bytes, fast: bool = True) -> Parsed:
     out.bad_numbers = len(bad)
 
     records = p.records
-    if dropped:
-        _drop_rows(records, set(dropped))
+    records.dropped = {float(x + 1) for x in dropped}
     placed = _place(records, p.epoch_events)
     for name, lst in p.pts.items():
         arr = np.asarray(lst, dtype=np.float64).reshape(-1, 3)
@@ -1040,20 +1071,6 @@ def _add_groups(p: _Parser, groups):
     else:
         el, ev = np.empty(0, np.int64), np.empty(0)
     return fl, el, ev, bad
-
-
-def _drop_rows(records: _Records, lines0: set[int]) -> None:
-    """Forget the values of some fast lines (0-based numbers), e.g. an exception's message."""
-    lines1 = np.array(sorted(x + 1 for x in lines0), dtype=np.float64)
-    c = records.cols
-    all_lines = np.concatenate(c["line"])
-    drop_rows = np.flatnonzero(np.isin(all_lines, lines1))
-    if not drop_rows.size:
-        return
-    recs = np.concatenate(records.vals["rec"])
-    keep = ~np.isin(recs, drop_rows)
-    for k in records.vals:
-        records.vals[k] = [np.concatenate(records.vals[k])[keep]]
 
 
 def _fmt(x: float) -> str:
