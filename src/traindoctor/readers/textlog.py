@@ -308,7 +308,7 @@ _KERAS = re.compile(
 _KERAS_RATE = re.compile(r"(?P<v>\d+(?:\.\d+)?)(?P<u>us|µs|ms|s)/step\b")
 
 _NOISE = re.compile(
-    r"warning\b|warnings\.warn|^\s*\[W |deprecat|(?:GPU|TPU|HPU|IPU|MPS) available|NCCL|LOCAL_RANK|"
+    r"^\s*[WEF]\d{4} \d\d:\d\d:\d\d|warning\b|warnings\.warn|^\s*\[W |deprecat|(?:GPU|TPU|HPU|IPU|MPS) available|NCCL|LOCAL_RANK|"
     r"CUDA_VISIBLE_DEVICES|cudnn|Namespace\(|^\s*(?:args|config|hparams|hyperparameters|arguments)\s*[:=]",
     re.I,
 )
@@ -869,8 +869,8 @@ class _Parser:
                 self.block = None
             self.mark(lineno, "ok")
             return
-        if rec in ("config", "summary"):
-            self.mark(lineno, "known")
+        if rec in ("config", "summary") or _ASSIGN.match(body) or body.lstrip().startswith("#"):
+            self.mark(lineno, "known")  # a summary, a `name = value` setting, a comment
             return
         if _CONFIG_HEADER.search(body) and body.rstrip().endswith(":") and not any(c.isdigit() for c in body):
             self.config = True  # "Configuration:": the `key: value` lines below are settings
@@ -1034,15 +1034,18 @@ def _parse_scan(sc: _textfast.Scan) -> Parsed:
     # what was understood: fast lines (parsed), slow lines that gave something
     ok_slow = sum(1 for v in p.status.values() if v == "ok")
     out.understood = int(fast_lines.size) - len(dropped) + ok_slow
-    examples = []
+    examples, others = [], []
     unknown = 0
     for lineno, raw in sc.slow_lines:
         if (lineno + 1) in p.status or not _HAS_DIGIT.search(raw, 0, MAX_FRAME):
             continue
         unknown += 1
         if len(examples) < _EXAMPLES:
-            text = _ANSI.sub("", raw.decode("utf-8", errors="replace")).replace("\r", " ").strip()
-            examples.append((lineno + 1, text[:100] + ("..." if len(text) > 100 else "")))
+            text = _ANSI.sub("", raw[:MAX_FRAME].decode("utf-8", errors="replace")).replace("\r", " ").strip()
+            # lines that hold a `key value` pair are the likeliest misses: show them first
+            (examples if _pairs(text, spaced=True) else others).append(
+                (lineno + 1, text[:100] + ("..." if len(text) > 100 else "")))
+    examples = sorted(examples + others[: _EXAMPLES - len(examples)])[:_EXAMPLES]
     out.not_understood = unknown + len(bad)
     out.examples = examples
     return out
