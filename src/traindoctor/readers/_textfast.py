@@ -266,10 +266,8 @@ def parse_numbers(a: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[
     width = int(min(lens.max(), _MAX_TOKEN)) + 1  # one column past the end: the DFA's end
     last = a.size - 1
     chars = a[np.minimum(starts[None, :] + np.arange(width)[:, None], last)]
-    cls = _TCLS[chars]
-    at_end = (starts + np.minimum(lens, width - 1)) > last  # a token that ends the array
-    if at_end.any():
-        cls[:, at_end] = np.where(np.arange(width)[:, None] < lens[at_end][None, :], cls[:, at_end], 0)
+    # past a token's end: class 0 (the bytes there belong to the next word or number)
+    cls = np.where(np.arange(width)[:, None] < lens[None, :], _TCLS[chars], 0)
     if lens.max() < width:
         got = _same_shape(chars, cls)
         if got is not None:

@@ -439,7 +439,10 @@ def _json_line(body: str):
             val = None
         if val is None:
             continue
-        name = _AXIS_NAME.get(k.lower())
+        low = k.lower()
+        head, _, rest = low.partition("_")
+        # fairseq prefixes every key of a tagged print with the tag: `valid_num_updates`
+        name = _AXIS_NAME.get(low) or (_AXIS_NAME.get(rest) if head in _SPLIT_TOKENS else None)
         if name and name != "batch":
             axes.setdefault(name, (_Num(val, -1, -1), None))
         else:
@@ -450,10 +453,9 @@ def _json_line(body: str):
 def _plain(body: str, block: str | None = None):
     """A plain line -> _Plain, or a reason it is not one: None (no metrics), "config", "summary"."""
     stripped = body.strip()
-    if stripped.startswith("{") and stripped.endswith("}"):
-        got = _json_line(stripped)
-        if got is None:
-            return None
+    brace = stripped.find("{") if stripped.endswith("}") else -1
+    got = _json_line(stripped[brace:]) if brace >= 0 and len(stripped) - brace > 2 else None
+    if got is not None:  # `train_inner | {"epoch": 1, "loss": "9.5", ...}`
         pairs, axes = got
     else:
         axes = _axes(body)
@@ -575,7 +577,7 @@ def _accept(line: bytes, tok_starts: np.ndarray, tok_ends: np.ndarray) -> _Spec 
         if num is None:
             return None
         if num.start < 0:
-            return ("const", num.value)
+            raise ValueError  # a JSON line: its numbers are not at fixed tokens
         s, e = num.start + offset, num.end + offset
         if not ascii_:
             s, e = len(text[:s].encode("utf-8")), len(text[:e].encode("utf-8"))
@@ -1012,6 +1014,8 @@ def _parse_scan(sc: _textfast.Scan) -> Parsed:
         line = raw.decode("utf-8", errors="replace")
         for ln, fr, ends in _line_frames([(lineno + 1, line)]):
             p.frame(ln, fr, ends)
+    if p.in_tb and prev_k < fast_lines.size:
+        dropped.append(fast_lines[prev_k])  # a traceback's exception line after the last slow line
     p.finish()
     out = p.out
     out.lines = sc.n_lines
