@@ -101,13 +101,8 @@ def _scan_chunk(data, pos, end, line0, accept, specs, slow, parts) -> int:
     line_start[0] = 0
     line_start[1:] = nl[:-1] + 1
 
-    ts, te = _tokens(a)
+    ts, te, keep = _tokens(a)
     # the template: the bytes with each token's tail removed and its first byte set to '#'
-    marks = np.zeros(n + 1, dtype=np.int8)
-    marks[ts + 1] = 1
-    marks[te] -= 1  # ends are distinct; a one-byte token's +1 and -1 cancel
-    keep = np.cumsum(marks[:-1], dtype=np.int8) == 0
-    del marks
     b = a.copy()
     b[ts] = 35
     templ = b[keep].tobytes().split(b"\n")
@@ -121,9 +116,8 @@ def _scan_chunk(data, pos, end, line0, accept, specs, slow, parts) -> int:
     tid = np.fromiter(map(ids_of.__getitem__, templ), dtype=np.int64, count=len(templ))
     del templ
 
-    tok_line = np.searchsorted(nl, ts)  # a token before newline j is on line j
-    counts = np.bincount(tok_line, minlength=n_lines)
-    first_tok = np.cumsum(counts) - counts
+    first_tok = np.searchsorted(ts, line_start)  # tokens are sorted: a line's are a range
+    counts = np.searchsorted(ts, nl) - first_tok
 
     order = np.argsort(tid, kind="stable")
     bounds = np.searchsorted(tid[order], np.arange(len(keys) + 1))
@@ -149,18 +143,19 @@ def _scan_chunk(data, pos, end, line0, accept, specs, slow, parts) -> int:
     return line0 + n_lines
 
 
-def _tokens(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Start and end (exclusive) of every number token in a byte array."""
+def _tokens(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Start and end (exclusive) of every number token in a byte array, and the template mask:
+    True for the bytes a line's template keeps (all but a token's second byte on)."""
     numch = _NUMCH[a]
     if a.size == 0:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.ones(0, dtype=bool)
     edges = np.flatnonzero(numch[1:] != numch[:-1]) + 1
     if numch[0]:
         edges = np.concatenate(([0], edges))
     if numch[-1]:
         edges = np.concatenate((edges, [a.size]))
     rs, re_ = edges[0::2], edges[1::2]
-    del numch, edges
+    del edges
     first = _CLS[a[rs]]
     ok = first == 1
     maybe = np.flatnonzero((first == 2) | (first == 3))  # "-0.5", ".5", "-.5": rare, checked apart
@@ -171,13 +166,23 @@ def _tokens(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = re_[maybe] - r
         ok[maybe] = ((nxt == 1) & (n >= 2)) | ((first[maybe] == 2) & (nxt == 3) & (nxt2 == 1) & (n >= 3))
     ok &= (_CLS[a[rs - 1]] != 5) | (rs == 0)  # not glued to a name: top1, fc-2, layer/3
-    return rs[ok].astype(np.int64), re_[ok].astype(np.int64)
+    keep = np.logical_not(numch, out=numch)
+    keep[rs[ok]] = True
+    # number characters that are not a token (the `e` of `step`, a `--` rule) stay in the template
+    ns, ne = rs[~ok], re_[~ok]
+    short = ne - ns == 1
+    keep[ns[short]] = True
+    ns, ne = ns[~short], ne[~short]
+    if ns.size:
+        lens = ne - ns
+        keep[np.repeat(ns - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))] = True
+    return rs[ok].astype(np.int64), re_[ok].astype(np.int64), keep
 
 
 # A DFA over token characters: [-+]?(digits[.digits]? | .digits)([eE][-+]?digits)?. Character
 # classes: 0 anything else (the token has ended: a token is a maximal run of number characters,
 # so what follows it is never one), 1 digit, 2 dot, 3 e/E, 4 minus, 5 plus.
-_TCLS = np.zeros(256, dtype=np.int64)
+_TCLS = np.zeros(256, dtype=np.uint8)
 for _c in b"0123456789":
     _TCLS[_c] = 1
 _TCLS[ord(".")], _TCLS[ord("e")], _TCLS[ord("E")], _TCLS[ord("-")], _TCLS[ord("+")] = 2, 3, 3, 4, 5
@@ -265,7 +270,9 @@ def parse_numbers(a: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[
     lens = ends - starts
     width = int(min(lens.max(), _MAX_TOKEN)) + 1  # one column past the end: the DFA's end
     last = a.size - 1
-    chars = a[np.minimum(starts[None, :] + np.arange(width)[:, None], last)]
+    idx = starts[None, :] + np.arange(width)[:, None]
+    chars = a[np.minimum(idx, last) if starts.max() + width > last else idx]
+    del idx
     # past a token's end: class 0 (the bytes there belong to the next word or number)
     cls = np.where(np.arange(width)[:, None] < lens[None, :], _TCLS[chars], 0)
     if lens.max() < width:
@@ -279,7 +286,7 @@ def parse_numbers(a: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[
     frac = np.zeros(m, dtype=np.int64)
     ex = np.zeros(m, dtype=np.int64)
     for j in range(width):
-        state = _T[state * 6 + cls[j]]
+        state = _T[state * 6 + cls[j].astype(np.int64)]
         md = _MANT[state]
         d = chars[j].astype(np.int64) - 48
         mant = np.where(md, mant * 10 + d, mant)

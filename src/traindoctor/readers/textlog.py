@@ -246,7 +246,8 @@ def _apply_backspaces(seg: str):
 
 # -- line shapes ----------------------------------------------------------------------------
 _NUM = r"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|NaN|NAN|inf|Inf|INF|infinity|Infinity)"
-_VAL = rf"(?:tensor\()?(?P<val>{_NUM})(?P<pct>%)?(?![\w.])"
+# a number followed by "/N" is a count out of N (`Accuracy: 322/1014=0.3176`), not the metric
+_VAL = rf"(?:tensor\()?(?P<val>{_NUM})(?P<pct>%)?(?![\w.])(?!\s*/\s*\d)"
 _KEY_EQ = re.compile(rf"(?<![\w./\-'\"])(?P<key>[A-Za-z_][\w./\-]*)\s*=\s*{_VAL}")
 _KEY_COLON = re.compile(
     rf"(?<![\w./\-'\"])(?P<key>[A-Za-z_][\w./\-]*(?: [A-Za-z_][\w./\-]*){{0,2}})\s*:\s*{_VAL}(?!:)"
@@ -425,7 +426,7 @@ def _json_line(body: str):
     """fairseq `--log-format json` (and any one-line JSON object): numbers and numeric strings."""
     try:
         obj = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # `{[[[[...` 8000 deep: not a log line
         return None
     if not isinstance(obj, dict):
         return None
@@ -1063,15 +1064,24 @@ def _add_groups(p: _Parser, groups):
     lines, ep_lines, eps, bad = [], [], [], []
     for g in groups:
         bad.extend(p.records.add_group(g).tolist())
-        good = g.lines[g.ok]
+        every = bool(g.ok.all())
+        good = g.lines if every else g.lines[g.ok]
         lines.append(good)
         spec = g.spec
         if spec.epoch is not None:
             ep_lines.append(good)
-            eps.append(g.values[g.ok][:, spec.epoch[1]] if spec.epoch[0] == "slot"
-                       else np.full(good.size, spec.epoch[1]))
-    fl = np.sort(np.concatenate(lines)) if lines else np.empty(0, np.int64)
-    if ep_lines:
+            if spec.epoch[0] == "slot":
+                col = g.values[:, spec.epoch[1]]
+                eps.append(col if every else col[g.ok])
+            else:
+                eps.append(np.full(good.size, spec.epoch[1]))
+    if len(lines) == 1:
+        fl = lines[0]  # one template: its lines are in order
+    else:
+        fl = np.sort(np.concatenate(lines)) if lines else np.empty(0, np.int64)
+    if len(ep_lines) == 1:
+        el, ev = ep_lines[0], eps[0]
+    elif ep_lines:
         el, ev = np.concatenate(ep_lines), np.concatenate(eps)
         o = np.argsort(el, kind="stable")
         el, ev = el[o], ev[o]
