@@ -47,7 +47,7 @@ import numpy as np
 from ..errors import InputError
 from ..history import _SPLIT_TOKENS, Series, _tokens, infer_role
 from . import _textfast
-from ._decode import looks_binary, sniff_encoding
+from ._decode import sniff_encoding
 
 FORMAT = "text"
 
@@ -161,23 +161,10 @@ def _utf8(path: Path, raw: bytes) -> tuple[bytes, list[str]]:
     return data, list(d.notes)
 
 
-def decode(path: Path, raw: bytes) -> tuple[str, list[str]]:
-    """Bytes -> (text, notes): UTF-8, UTF-16, cp1252 or Latin-1 (see _decode)."""
-    data, notes = _utf8(path, raw)
-    return data.decode("utf-8", errors="replace"), notes
-
-
 def _series(name: str, pts) -> Series:
     steps, epochs, values = pts
     role = "time" if name == THROUGHPUT else ""
     return Series(name, steps, values, epochs, role=role)
-
-
-def _strip_bom(raw: bytes) -> tuple[bytes, int]:
-    return (raw[3:], 3) if raw.startswith(b"\xef\xbb\xbf") else (raw, 0)
-
-
-_looks_binary = looks_binary
 
 
 def _examples_clause(parsed) -> str:
