@@ -40,12 +40,15 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
-from ..history import _SPLIT_TOKENS, Series, _tokens, infer_role
+from ..history import _SPLIT_TOKENS, Series
+from ..history import _tokens as _history_tokens
+from ..history import infer_role as _infer_role
 from . import _textfast
 from ._decode import sniff_encoding
 
@@ -63,6 +66,15 @@ EXPECTED_SHAPES = (
     "`step 100: loss 0.41`-style lines, `Epoch N Train - Loss: x`, tqdm/Lightning progress bars "
     "with metrics in the postfix, or Keras model.fit output"
 )
+
+
+# Keys repeat on every line: their role and name tokens are worked out once (bounded caches).
+infer_role = lru_cache(maxsize=8192)(_infer_role)
+
+
+@lru_cache(maxsize=8192)
+def _tokens(name: str) -> tuple[str, ...]:
+    return tuple(_history_tokens(name))
 
 
 # -- discovery ------------------------------------------------------------------------------
@@ -340,7 +352,7 @@ def _is_metric_key(key: str) -> bool:
     if low in _NOT_METRICS or low in _AXIS_KEYS:
         return False
     # a running best (fairseq's best_loss, "best_acc") restates an earlier value: not a measurement
-    return _tokens(key)[:1] != ["best"]
+    return _tokens(key)[:1] != ("best",)
 
 
 def _has_named_metric(keys) -> bool:
