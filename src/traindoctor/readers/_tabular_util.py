@@ -85,6 +85,8 @@ class Table:
     values: dict[str, list[float]] = field(default_factory=dict)
     epochs: dict[str, list[float]] = field(default_factory=dict)
     walls: dict[str, list[float]] = field(default_factory=dict)
+    # whole columns at once (the fast CSV path): name -> (steps, values, epochs, walls)
+    arrays: dict[str, tuple] = field(default_factory=dict)
     bad_rows: int = 0
     first_bad_line: int | None = None
     good_rows: int = 0
@@ -97,15 +99,21 @@ class Table:
 
     def bad(self, line: int) -> None:
         self.bad_rows += 1
-        if self.first_bad_line is None:
+        if self.first_bad_line is None or line < self.first_bad_line:
             self.first_bad_line = line
 
     def series(self) -> dict[str, Series]:
         out = {}
+        for name, (steps, vals, epochs, walls) in self.arrays.items():
+            out[name] = Series(name, steps, vals, epochs, walls)
         for name, vals in self.values.items():
             out[name] = Series(name, np.array(self.steps[name]), np.array(vals),
                                np.array(self.epochs[name]), np.array(self.walls[name]))
         return out
+
+    @property
+    def empty(self) -> bool:
+        return not (self.values or self.arrays)
 
     def notes(self, path: Path) -> list[str]:
         if not self.bad_rows:
@@ -141,24 +149,37 @@ def sniff_delimiter(first_line: str, suffix: str) -> str:
     return ","
 
 
-def read_csv_table(path: Path, text: str, *, rename=None, expected: str) -> tuple[Table, dict]:
+# A line longer than this is not a metric row (a pasted blob, a 100,000-digit number from a
+# corrupted write); it is skipped before the csv module sees it (its field limit is 128 KiB).
+MAX_LINE_CHARS = 1 << 20
+
+
+def read_csv_table(path: Path, text: str, *, rename=None, expected: str, fast: bool = True) -> tuple[Table, dict]:
     """Parse CSV text with a header row into a Table.
 
     rename(header) -> list of metric names (None drops a column), e.g. to strip W&B run prefixes.
     Returns the table and info about the columns used ({"step": name, "epoch": name, ...}).
+    A clean numeric file goes through pandas' C parser when pandas is installed (`fast`); anything
+    it cannot take whole (text cells, quotes, ragged rows, NaN written as text) is read row by row.
     """
-    lines = text.splitlines()
-    first = next((i for i, ln in enumerate(lines) if ln.strip()), None)
-    if first is None:
+    pos = 0
+    while True:  # the first non-blank line is the header
+        end = text.find("\n", pos)
+        line = text[pos:] if end < 0 else text[pos:end]
+        if line.strip() or end < 0:
+            break
+        pos = end + 1
+    if not line.strip():
         raise InputError(path, f"is empty; expected {expected}")
-    delim = sniff_delimiter(lines[first], Path(path).suffix.lower())
-    reader = csv.reader(io.StringIO("\n".join(lines[first:])), delimiter=delim)
+    first = text.count("\n", 0, pos)  # blank lines before the header
+    header_line = line.rstrip("\r")
+    delim = sniff_delimiter(header_line, Path(path).suffix.lower())
     try:
-        header = [h.strip() for h in next(reader)]
+        header = [h.strip() for h in next(csv.reader([header_line[:MAX_LINE_CHARS]], delimiter=delim))]
     except (csv.Error, StopIteration):
         raise InputError(path, f"has no readable header row; expected {expected}") from None
     if all(parse_cell(h) is not BAD for h in header if h):
-        raise InputError(path, f"first row {lines[first][:60]!r} is numbers, not column names; expected "
+        raise InputError(path, f"first row {header_line[:60]!r} is numbers, not column names; expected "
                                f"{expected} (add a header row such as 'step,loss')")
     step_i = find_column(header, STEP_NAMES)
     epoch_i = find_column(header, EPOCH_NAMES)
@@ -166,22 +187,129 @@ def read_csv_table(path: Path, text: str, *, rename=None, expected: str) -> tupl
     names = rename(header) if rename else list(header)
     axis = {i for i in (step_i, epoch_i, wall_i) if i is not None}
     metric_cols = [i for i, n in enumerate(names) if n and i not in axis]
+    body = "" if end < 0 else text[end + 1:]
+    cols = (step_i, epoch_i, wall_i, metric_cols, names)
 
-    rows: list[tuple[int, list]] = []
-    table = Table()
+    got = _fast_rows(body, len(header), delim) if fast and len({names[i] for i in metric_cols}) == len(metric_cols) else None
+    if got is not None:
+        table, text_cols = _table_from_array(*got, first + 2, cols), set()
+    else:
+        table, text_cols = _table_from_rows(body, header, delim, first + 1, cols)
+    info = {"step": header[step_i] if step_i is not None else None,
+            "epoch": header[epoch_i] if epoch_i is not None else None,
+            "ignored_text_columns": [header[i] for i in sorted(text_cols)]}
+    if not [i for i in metric_cols if i not in text_cols]:
+        raise InputError(path, f"has no numeric metric columns (header: {', '.join(header[:8])}); expected {expected}")
+    if table.empty:
+        where = f" (first at line {table.first_bad_line})" if table.first_bad_line else ""
+        raise InputError(path, f"no valid data rows: {table.bad_rows} malformed{where}; expected {expected}")
+    return table, info
+
+
+# Cell texts pandas reads as missing or as NaN where parse_cell would not agree: such a file takes
+# the row-by-row path ("nan" is a value there, "#N/A" is garbage).
+_FAST_UNSAFE = ('"', "#", "<", "nan", "NaN", "NAN", "Nan", "\n\n", "\n\r\n")
+
+
+def _fast_rows(body: str, ncols: int, delim: str) -> tuple[np.ndarray, int] | None:
+    """Every data row as floats (NaN = empty cell), or None when the careful path must read it.
+
+    Returns (array of shape rows x columns, 1 if a cut-short last row was dropped else 0).
+    """
     try:
-        for row in reader:
-            line = reader.line_num + first
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) > len(header) and not any(c.strip() for c in row[len(header):]):
-                row = row[: len(header)]  # a trailing delimiter
-            if len(row) != len(header):
-                table.bad(line)
-                continue
-            rows.append((line, [parse_cell(c) for c in row]))
-    except csv.Error:
-        table.bad(reader.line_num + first)  # e.g. a quote cut off by a crash: stop at the damage
+        import pandas as pd
+    except ImportError:
+        return None
+    body = body.rstrip()
+    if not body or ncols < 2 or any(u in body for u in _FAST_UNSAFE):
+        return None
+    cut = 0
+    nlines = body.count("\n") + 1
+    if body.count(delim) != (ncols - 1) * nlines:
+        last = body.rfind("\n")
+        if last < 0 or body.count(delim, last) == ncols - 1:
+            return None
+        body, cut, nlines = body[:last].rstrip(), 1, nlines - 1  # a last row cut short by a crash
+        if body.count(delim) != (ncols - 1) * nlines:
+            return None  # ragged rows elsewhere: read them one by one
+    data = body.encode("utf-8")  # pandas copies a StringIO into 4-byte chars: bytes are 4x smaller
+    del body
+    try:
+        df = pd.read_csv(io.BytesIO(data), sep=delim, header=None, names=list(range(ncols)), index_col=False,
+                         dtype=np.float64, engine="c", skip_blank_lines=False, on_bad_lines="error",
+                         float_precision="round_trip")
+    except (ValueError, OverflowError, TypeError, MemoryError):
+        return None  # a text cell: the careful path says which rows
+    del data
+    arr = df.to_numpy(dtype=np.float64)
+    if arr.shape != (nlines, ncols):
+        return None
+    return arr, cut
+
+
+def _table_from_array(arr: np.ndarray, cut: int, line0: int, cols) -> Table:
+    """The Table of a whole numeric array: same rules as _table_from_rows, column at a time."""
+    step_i, epoch_i, wall_i, metric_cols, names = cols
+    table = Table()
+    n = arr.shape[0]
+    nan = np.full(n, np.nan)
+    epoch = arr[:, epoch_i] if epoch_i is not None else nan
+    wall = arr[:, wall_i] if wall_i is not None else nan
+    logged = ~np.isnan(arr[:, metric_cols]) if metric_cols else np.zeros((n, 0), dtype=bool)
+    any_logged = logged.any(axis=1)
+    if step_i is not None:
+        x = arr[:, step_i]
+        bad = np.isnan(x) & (any_logged | ~np.isnan(epoch) | ~np.isnan(wall))
+    else:
+        bad = np.zeros(n, dtype=bool)
+        x = np.where(~np.isnan(epoch), epoch, np.arange(n, dtype=np.float64)) if epoch_i is not None \
+            else np.arange(n, dtype=np.float64)
+    for k, i in enumerate(metric_cols):
+        m = logged[:, k] & ~bad
+        if m.any():
+            table.arrays[names[i]] = (x[m], arr[m, i], epoch[m], wall[m])
+    table.good_rows = int((any_logged & ~bad).sum())
+    nbad = int(bad.sum())
+    if nbad:
+        table.bad_rows = nbad
+        table.first_bad_line = line0 + int(np.argmax(bad))
+    if cut:
+        table.bad(line0 + n)
+    return table
+
+
+def _table_from_rows(body: str, header: list[str], delim: str, line0: int, cols) -> tuple[Table, set]:
+    """Row by row with the csv module: every damaged row is skipped and counted, never guessed at."""
+    step_i, epoch_i, wall_i, metric_cols, names = cols
+    table = Table()
+    lines = body.splitlines()
+    rows: list[tuple[int, list]] = []
+    ok_lines, long_lines = [], []
+    for i, ln in enumerate(lines):
+        (long_lines if len(ln) > MAX_LINE_CHARS else ok_lines).append(i)
+    for i in long_lines:
+        table.bad(line0 + 1 + i)
+    reader = csv.reader((lines[i] for i in ok_lines), delimiter=delim)
+    k = 0
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error:
+            # a quote cut off by a crash swallows the rest of the file: stop at the damage
+            table.bad(line0 + 1 + ok_lines[min(k, len(ok_lines) - 1)])
+            break
+        line = line0 + 1 + ok_lines[min(reader.line_num - 1, len(ok_lines) - 1)]
+        k = reader.line_num
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) > len(header) and not any(c.strip() for c in row[len(header):]):
+            row = row[: len(header)]  # a trailing delimiter
+        if len(row) != len(header):
+            table.bad(line)
+            continue
+        rows.append((line, [parse_cell(c) for c in row]))
 
     # A column that is mostly text (a run name, a date) is not a metric; drop it rather than
     # call every row malformed.
@@ -191,8 +319,6 @@ def read_csv_table(path: Path, text: str, *, rename=None, expected: str) -> tupl
         if cells and sum(c is BAD for c in cells) > len(cells) / 2:
             text_cols.add(i)
     metric_cols = [i for i in metric_cols if i not in text_cols]
-    if not metric_cols:
-        raise InputError(path, f"has no numeric metric columns (header: {', '.join(header[:8])}); expected {expected}")
 
     for n, (line, cells) in enumerate(rows):
         step = cells[step_i] if step_i is not None else None
@@ -213,10 +339,4 @@ def read_csv_table(path: Path, text: str, *, rename=None, expected: str) -> tupl
                 logged = True
         if logged:
             table.good_rows += 1
-    info = {"step": header[step_i] if step_i is not None else None,
-            "epoch": header[epoch_i] if epoch_i is not None else None,
-            "ignored_text_columns": [header[i] for i in sorted(text_cols)]}
-    if not table.values:
-        where = f" (first at line {table.first_bad_line})" if table.first_bad_line else ""
-        raise InputError(path, f"no valid data rows: {table.bad_rows} malformed{where}; expected {expected}")
-    return table, info
+    return table, text_cols

@@ -185,7 +185,7 @@ def _read_jsonl(path: Path, text: str) -> Table:
         if logged:
             n_valid += 1
             table.good_rows += 1
-    if not table.values:
+    if table.empty:
         where = f" ({table.bad_rows} malformed, first at line {table.first_bad_line})" if table.bad_rows else ""
         raise InputError(path, f"no line holds a JSON object with numeric metrics{where}; expected {_EXPECTED_JSONL}")
     return table
