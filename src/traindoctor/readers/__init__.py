@@ -32,6 +32,8 @@ READERS = (
     "tensorboard",
     "lightning_csv",
     "hf_trainer",
+    "detectron2",
+    "mmengine",
     "mlflow",
     "wandb",
     "tabular",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -90,6 +91,7 @@ class Table:
     bad_rows: int = 0
     first_bad_line: int | None = None
     good_rows: int = 0
+    restarts: list = field(default_factory=list)  # lines where the epoch count starts over
 
     def add(self, name: str, step: float, value: float, epoch: float | None, wall: float | None) -> None:
         self.steps.setdefault(name, []).append(step)
@@ -116,10 +118,56 @@ class Table:
         return not (self.values or self.arrays)
 
     def notes(self, path: Path) -> list[str]:
+        out = []
+        if self.restarts:
+            out.append(f"{Path(path).name}: the epoch count starts over at line(s) "
+                       f"{', '.join(map(str, self.restarts))} (several fits appended to one log); "
+                       "read as one run whose epochs continue")
         if not self.bad_rows:
-            return []
-        return [f"{Path(path).name}: skipped {self.bad_rows} malformed row{'s' if self.bad_rows != 1 else ''} "
+            return out
+        return out + [f"{Path(path).name}: skipped {self.bad_rows} malformed row{'s' if self.bad_rows != 1 else ''} "
                 f"(first at line {self.first_bad_line})"]
+
+
+def json_rows(text: str, table: Table, chunk: int = 4096):
+    """(line number, dict) for each line of a JSON-lines text; damaged lines are counted in
+    `table` and skipped. A line over 1 MiB is not parsed (a 100,000-digit number, pasted data).
+
+    Lines are parsed a chunk at a time by one call to the C parser (as a JSON array), which is
+    several times faster than a call per line; a chunk that fails is parsed line by line.
+    """
+    lines = text.splitlines()
+    for start in range(0, len(lines), chunk):
+        keep = [i for i in range(start, min(start + chunk, len(lines))) if lines[i].strip()]
+        rows = None
+        if all(len(lines[i]) <= MAX_LINE_CHARS for i in keep):
+            try:
+                rows = json.loads("[" + ",".join([lines[i] for i in keep]) + "]")
+            except (ValueError, RecursionError):
+                rows = None
+        if rows is None or len(rows) != len(keep):
+            rows = [_json_line(lines[i]) for i in keep]
+        for i, obj in zip(keep, rows):
+            if isinstance(obj, dict):
+                yield i + 1, obj
+            else:
+                table.bad(i + 1)
+
+
+def _json_line(line: str):
+    if len(line) > MAX_LINE_CHARS:
+        return None
+    try:
+        return json.loads(line)
+    except (ValueError, RecursionError):  # ValueError: bad JSON, or an int over 4300 digits
+        return None
+
+
+def number(v) -> float | None:
+    """A JSON value as a float: numbers (not booleans) only."""
+    if type(v) is float or type(v) is int:
+        return float(v)
+    return None
 
 
 def find_column(header: list[str], names: tuple[str, ...]) -> int | None:
@@ -139,6 +187,72 @@ def looks_like_metric_header(header: list[str]) -> bool:
 
 def _strip_run_prefix(name: str) -> str:
     return name.split(" - ", 1)[1] if " - " in name else name
+
+
+SNIFF_BYTES = 64 * 1024
+# Never a metric table: skip without opening (a folder can hold thousands of these).
+_NOT_TABLES = {".png", ".jpg", ".jpeg", ".gif", ".pdf", ".svg", ".pt", ".pth", ".ckpt", ".bin", ".safetensors",
+               ".h5", ".hdf5", ".keras", ".pkl", ".pickle", ".npy", ".npz", ".zip", ".gz", ".tar", ".py",
+               ".md", ".rst", ".yaml", ".yml", ".toml", ".cfg", ".ini", ".ipynb", ".html", ".sh", ".onnx",
+               ".parquet", ".arrow", ".db", ".sqlite", ".mp4", ".wav", ".whl", ".so", ".tfevents"}
+
+
+def head_lines(path: Path, n: int = 3) -> list[str]:
+    """The first n non-blank lines of the first 64 KiB (fewer when the file is shorter)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(SNIFF_BYTES)
+    except OSError:
+        return []
+    if head.count(b"\x00") > len(head) // 4:
+        return []  # binary
+    text = head.replace(b"\x00", b"").decode("utf-8-sig", errors="replace")
+    lines = text.splitlines()
+    if len(head) == SNIFF_BYTES and lines:
+        lines = lines[:-1]  # the last one may be cut by the 64 KiB window
+    return [ln for ln in lines if ln.strip()][:n]
+
+
+def sniff_table(path: Path) -> str | None:
+    """'csv' or 'jsonl' when the file's first lines are a metric table, whatever its name says.
+
+    A Keras CSVLogger file is `training.log` in Keras' own docs; DETR writes JSON lines to
+    `log.txt`. CSV: a header naming a step/epoch or loss/accuracy-like column, then a row with as
+    many fields, mostly numbers. JSONL: the first line a JSON object with such keys.
+    """
+    if Path(path).suffix.lower() in _NOT_TABLES:
+        return None
+    lines = head_lines(path)
+    if not lines:
+        return None
+    first = lines[0].strip()
+    if first.startswith("{"):
+        try:
+            row = json.loads(first)
+        except ValueError:
+            return None
+        if isinstance(row, dict):
+            from ..history import flatten_names
+
+            flat = flatten_names(row)
+            if any(parse_cell(v) not in (None, BAD) for v in flat.values() if not isinstance(v, str)) \
+                    and looks_like_metric_header(list(flat)):
+                return "jsonl"
+        return None
+    delim = sniff_delimiter(first, Path(path).suffix.lower())
+    if delim not in first or len(lines) < 2:
+        return None
+    try:
+        header, row = csv.reader(lines[:2], delimiter=delim)
+    except (csv.Error, ValueError):
+        return None
+    header = [h.strip() for h in header]
+    if len(row) != len(header) or all(parse_cell(h) is not BAD for h in header if h):
+        return None
+    numeric = sum(parse_cell(c) not in (None, BAD) for c in row)
+    if numeric < max(1, len(row) // 2):
+        return None
+    return "csv" if looks_like_metric_header(header) else None
 
 
 def sniff_delimiter(first_line: str, suffix: str) -> str:
@@ -262,8 +376,10 @@ def _table_from_array(arr: np.ndarray, cut: int, line0: int, cols) -> Table:
         bad = np.isnan(x) & (any_logged | ~np.isnan(epoch) | ~np.isnan(wall))
     else:
         bad = np.zeros(n, dtype=bool)
-        x = np.where(~np.isnan(epoch), epoch, np.arange(n, dtype=np.float64)) if epoch_i is not None \
-            else np.arange(n, dtype=np.float64)
+        x = np.arange(n, dtype=np.float64)
+        if epoch_i is not None:
+            epoch = epoch + restart_offsets(epoch, table, line0)
+            x = np.where(~np.isnan(epoch), epoch, x)
     for k, i in enumerate(metric_cols):
         m = logged[:, k] & ~bad
         if m.any():
@@ -276,6 +392,31 @@ def _table_from_array(arr: np.ndarray, cut: int, line0: int, cols) -> Table:
     if cut:
         table.bad(line0 + n)
     return table
+
+
+def restart_offsets(epoch: np.ndarray, table: Table, line0: int | None, lines=None) -> np.ndarray:
+    """What to add to each row's epoch so that a log holding several fits runs on.
+
+    Keras' CSVLogger(append=True) appends each `model.fit` call to the same file, and a second
+    fit counts its epochs from 0 again while training the same weights further. When the epoch
+    column falls back to its first value the rows after it continue the curve (epochs 2, 3, ...)
+    instead of overwriting the first fit's points. A fall to a later epoch is a resume from a
+    checkpoint: left alone, the later rows win those epochs as for any resumed run.
+    """
+    off = np.zeros(epoch.size)
+    idx = np.flatnonzero(~np.isnan(epoch))
+    if idx.size < 2:
+        return off
+    ev = epoch[idx]
+    resets = idx[1:][(ev[1:] == ev[0]) & (ev[1:] <= ev[:-1])]
+    if not resets.size or resets.size > 1000:
+        return off
+    for r in resets:
+        prev = idx[np.searchsorted(idx, r) - 1]
+        off[r:] = epoch[prev] + off[prev] + 1 - ev[0]
+    where = [int(line0 + r) if lines is None else lines[r] for r in resets[:3]]
+    table.restarts = [*where, *([] if resets.size <= 3 else ["..."])]
+    return off
 
 
 def _table_from_rows(body: str, header: list[str], delim: str, line0: int, cols) -> tuple[Table, set]:
@@ -320,9 +461,15 @@ def _table_from_rows(body: str, header: list[str], delim: str, line0: int, cols)
             text_cols.add(i)
     metric_cols = [i for i in metric_cols if i not in text_cols]
 
+    offsets = None
+    if step_i is None and epoch_i is not None:
+        eps = np.array([c if isinstance(c, float) else np.nan for c in (r[epoch_i] for _, r in rows)])
+        offsets = restart_offsets(eps, table, None, [ln for ln, _ in rows])
     for n, (line, cells) in enumerate(rows):
         step = cells[step_i] if step_i is not None else None
         epoch = cells[epoch_i] if epoch_i is not None else None
+        if offsets is not None and isinstance(epoch, float):
+            epoch += float(offsets[n])
         wall = cells[wall_i] if wall_i is not None else None
         if any(c is BAD for c in (step, epoch, wall)) or any(cells[i] is BAD for i in metric_cols):
             table.bad(line)

@@ -33,6 +33,7 @@ from ._tabular_util import (
     read_csv_table,
     read_text,
     sniff_delimiter,
+    sniff_table,
 )
 
 FORMAT = "tabular"
@@ -50,8 +51,24 @@ _TB_EXPORT = ["wall time", "step", "value"]
 def discover(root: Path, files: list[Path] | None = None) -> list[Path]:
     root = Path(root)
     if root.is_file():
-        return [root] if root.suffix.lower() in _CSV_EXT + _JSONL_EXT else []
-    return [f for f in (walk_files(root) if files is None else files) if f.suffix.lower() in _CSV_EXT + _JSONL_EXT and _looks_like_log(f)]
+        return [root] if root.suffix.lower() in _CSV_EXT + _JSONL_EXT or sniff_table(root) else []
+    out = []
+    for f in (walk_files(root) if files is None else files):
+        if f.suffix.lower() in _CSV_EXT + _JSONL_EXT:
+            if _looks_like_log(f):
+                out.append(f)
+        elif not f.name.startswith(".") and sniff_table(f):
+            out.append(f)  # a metric table under another name: Keras' training.log, DETR's log.txt
+    return out
+
+
+def _kind(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in _JSONL_EXT:
+        return "jsonl"
+    if suffix in _CSV_EXT:
+        return "csv"
+    return sniff_table(path) or "csv"
 
 
 def _looks_like_log(path: Path) -> bool:
@@ -81,7 +98,7 @@ def _looks_like_log(path: Path) -> bool:
 def read(unit: Path) -> Part:
     unit = Path(unit)
     text, notes = read_text(unit)
-    if unit.suffix.lower() in _JSONL_EXT:
+    if _kind(unit) == "jsonl":
         table = _read_jsonl(unit, text)
         hparams: dict = {}
     else:
