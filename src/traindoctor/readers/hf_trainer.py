@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..history import Series
+from ..history import Checkpoint, Series
 from . import Part, walk_files
 
 FORMAT = "hf_trainer"
@@ -105,7 +105,22 @@ def read(unit: Path) -> Part | None:
                      f"(global_step {state.get('global_step', n)})")
     series, hparams, row_notes = _from_state(unit, state)
     hparams.update(_results(out_dir))
-    return Part(series, out_dir, FORMAT, hparams=hparams, notes=notes + row_notes)
+    return Part(series, out_dir, FORMAT, hparams=hparams, notes=notes + row_notes,
+                checkpoints=_best_checkpoint(state))
+
+
+def _best_checkpoint(state: dict) -> list[Checkpoint]:
+    """The checkpoint the Trainer itself kept as best (TrainingArguments.metric_for_best_model),
+    as the file names it: tagged "best", its step from its name (or best_global_step)."""
+    path = state.get("best_model_checkpoint")
+    if not isinstance(path, str) or not path.strip():
+        return []
+    name = re.split(r"[\\/]", path.rstrip("/\\"))[-1]
+    m = _CKPT_RE.match(name)
+    step = int(m.group(1)) if m else None
+    if step is None and isinstance(state.get("best_global_step"), int):
+        step = state["best_global_step"]
+    return [Checkpoint(path, None, step, "best")]
 
 
 def _load_state(path: Path) -> dict:

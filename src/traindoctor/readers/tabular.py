@@ -104,7 +104,27 @@ def read(unit: Path) -> Part:
     else:
         table, hparams, more = _read_csv(unit, text)
         notes.extend(more)
-    return Part(table.series(), unit.parent, FORMAT, hparams=hparams, notes=notes + table.notes(unit))
+    return Part(_layout_roles(table.series()), unit.parent, FORMAT, hparams=hparams,
+                notes=notes + table.notes(unit))
+
+
+def _layout_roles(series: dict) -> dict:
+    """Roles a known column layout fixes. ultralytics results.csv (ultralytics/engine/trainer.py
+    save_metrics; YOLOv5 train.py): `train/*_loss`, `val/*_loss`, and `metrics/precision(B)`,
+    `metrics/mAP50-95(B)`... which the validator computed on the validation set, higher better."""
+    names = list(series)
+    if not (any(n.startswith("metrics/") for n in names) and any(n.startswith("val/") for n in names)
+            and any(n.startswith("train/") for n in names)):
+        return series
+    from dataclasses import replace
+
+    out = {}
+    for n, s in series.items():
+        if n.startswith("metrics/") and s.split in (None, "train"):
+            kind = s.kind if s.kind in ("accuracy", "error", "loss") else "accuracy"
+            s = replace(s, role=f"val_{kind}")
+        out[n] = s
+    return out
 
 
 # -- CSV ----------------------------------------------------------------------------------------
