@@ -33,7 +33,7 @@ def _train(iters=400, lr=0.3, seed=0):
     xt, yt, bt, xv, yv = x[:1400], y[:1400], box[:1400], x[1400:], y[1400:]
     w, v = np.zeros((64, 10)), np.zeros((64, 2))
     out = []
-    for it in range(iters):
+    for _ in range(iters):
         i = rng.integers(0, len(xt), 32)
         z = xt[i] @ w
         p = np.exp(z - z.max(1, keepdims=True))
