@@ -198,19 +198,30 @@ _NOT_TABLES = {".png", ".jpg", ".jpeg", ".gif", ".pdf", ".svg", ".pt", ".pth", "
 
 
 def head_lines(path: Path, n: int = 3) -> list[str]:
-    """The first n non-blank lines of the first 64 KiB (fewer when the file is shorter)."""
+    """The first n non-blank lines, skipping any line over 64 KiB (a pasted blob, a corrupted
+    number) so one such line does not hide the format; at most 4 MiB are read. [] for binary."""
+    lines: list[str] = []
+    read = 0
     try:
         with open(path, "rb") as fh:
-            head = fh.read(SNIFF_BYTES)
+            while len(lines) < n and read < 4 * SNIFF_BYTES * 16:
+                raw = fh.readline(SNIFF_BYTES)
+                if not raw:
+                    break
+                read += len(raw)
+                if len(raw) == SNIFF_BYTES and not raw.endswith(b"\n"):
+                    while raw and not raw.endswith(b"\n") and read < 4 * SNIFF_BYTES * 16:
+                        raw = fh.readline(SNIFF_BYTES)  # the rest of the long line: skipped
+                        read += len(raw)
+                    continue
+                if raw.count(b"\x00") > len(raw) // 4 and not lines:
+                    return []  # binary
+                text = raw.replace(b"\x00", b"").decode("utf-8-sig" if not lines else "utf-8", errors="replace")
+                if text.strip():
+                    lines.append(text.rstrip("\r\n"))
     except OSError:
         return []
-    if head.count(b"\x00") > len(head) // 4:
-        return []  # binary
-    text = head.replace(b"\x00", b"").decode("utf-8-sig", errors="replace")
-    lines = text.splitlines()
-    if len(head) == SNIFF_BYTES and lines:
-        lines = lines[:-1]  # the last one may be cut by the 64 KiB window
-    return [ln for ln in lines if ln.strip()][:n]
+    return lines
 
 
 def sniff_table(path: Path) -> str | None:
@@ -222,7 +233,7 @@ def sniff_table(path: Path) -> str | None:
     """
     if Path(path).suffix.lower() in _NOT_TABLES:
         return None
-    lines = head_lines(path)
+    lines = head_lines(path, 4)
     if not lines:
         return None
     first = lines[0].strip()
@@ -240,19 +251,24 @@ def sniff_table(path: Path) -> str | None:
                 return "jsonl"
         return None
     delim = sniff_delimiter(first, Path(path).suffix.lower())
-    if delim not in first or len(lines) < 2:
+    if delim not in first or len(lines) < 2 or len(first) > MAX_LINE_CHARS:
         return None
     try:
-        header, row = csv.reader(lines[:2], delimiter=delim)
-    except (csv.Error, ValueError):
+        header = [h.strip() for h in next(csv.reader([first], delimiter=delim))]
+    except (csv.Error, StopIteration):
         return None
-    header = [h.strip() for h in header]
-    if len(row) != len(header) or all(parse_cell(h) is not BAD for h in header if h):
+    if all(parse_cell(h) is not BAD for h in header if h) or not looks_like_metric_header(header):
         return None
-    numeric = sum(parse_cell(c) not in (None, BAD) for c in row)
-    if numeric < max(1, len(row) // 2):
-        return None
-    return "csv" if looks_like_metric_header(header) else None
+
+    def numeric_row(line: str) -> bool:  # as many fields as the header, mostly numbers
+        try:
+            row = next(csv.reader([line[:MAX_LINE_CHARS]], delimiter=delim))
+        except (csv.Error, StopIteration):
+            return False
+        return len(row) == len(header) and sum(parse_cell(c) not in (None, BAD) for c in row) >= max(1, len(row) // 2)
+
+    # one of the next three rows will do: the first may be the damaged one
+    return "csv" if any(numeric_row(ln) for ln in lines[1:]) else None
 
 
 def sniff_delimiter(first_line: str, suffix: str) -> str:

@@ -117,7 +117,7 @@ def _best_checkpoint(state: dict) -> list[Checkpoint]:
         return []
     name = re.split(r"[\\/]", path.rstrip("/\\"))[-1]
     m = _CKPT_RE.match(name)
-    step = int(m.group(1)) if m else None
+    step = int(m.group(1)) if m and len(m.group(1)) <= 18 else None  # a damaged name is no step
     if step is None and isinstance(state.get("best_global_step"), int):
         step = state["best_global_step"]
     return [Checkpoint(path, None, step, "best")]
@@ -133,10 +133,22 @@ def _load_state(path: Path) -> dict:
     except json.JSONDecodeError as exc:
         raise InputError(path, f"is not valid JSON ({exc.msg} at line {exc.lineno}; truncated by a crash?); "
                                f"expected {_EXPECTED}") from None
+    except ValueError:  # an integer past Python's 4300-digit limit: damage, not a step number
+        try:
+            state = json.loads(text, parse_int=_bounded_int)
+        except (ValueError, RecursionError):
+            raise InputError(path, f"is not valid JSON; expected {_EXPECTED}") from None
+    except RecursionError:
+        raise InputError(path, f"is not valid JSON (nested too deep); expected {_EXPECTED}") from None
     if not isinstance(state, dict) or not isinstance(state.get("log_history"), list):
         found = type(state).__name__ if not isinstance(state, dict) else "no 'log_history' list"
         raise InputError(path, f"found {found}; expected {_EXPECTED}")
     return state
+
+
+def _bounded_int(text: str) -> float:
+    """A JSON integer; one too long for int() is not a number any log meant (inf, then skipped)."""
+    return int(text) if len(text) <= 300 else float("inf")
 
 
 def _is_summary(row: dict) -> bool:

@@ -43,9 +43,10 @@ _NOT_STEP_TIME = {"data_time", "memory", "eta"}
 
 def _first_rows(path: Path) -> list[dict]:
     rows = []
-    for line in head_lines(path, 3):
-        if not line.lstrip().startswith("{"):
-            return []
+    lines = head_lines(path, 4)
+    if not lines or not lines[0].lstrip().startswith("{"):
+        return []
+    for line in lines:
         try:
             row = json.loads(line)
         except ValueError:
