@@ -151,16 +151,7 @@ def read(unit: Path):
     hparams = {"steps_per_epoch": parsed.steps_per_epoch} if parsed.steps_per_epoch else {}
     notes = notes + parsed.notes + _stats_notes(parsed)
     return Part(series, path.parent, FORMAT, hparams=hparams,
-                notes=[f"{path.name}: {n}" for n in notes], **_part_extras(path, parsed))
-
-
-def _part_extras(path: Path, parsed) -> dict:
-    """Per-file parse statistics for `--show-series`, when this version of Part carries them."""
-    from . import Part
-
-    if "stats" not in getattr(Part, "__dataclass_fields__", {}):
-        return {}
-    return {"stats": parsed.stats()}
+                notes=[f"{path.name}: {n}" for n in notes], stats=parsed.stats())
 
 
 def _utf8(path: Path, raw: bytes) -> tuple[bytes, list[str]]:
