@@ -138,6 +138,7 @@ def read(unit: Path):
     del raw
     sc = _scan(data)
     empty = not sc.groups and all(not line.strip() for _, line in sc.slow_lines)
+    cut = bool(data) and not data.endswith(b"\n")
     del data  # the lines are in the scan: the bytes need not stay while the series are built
     parsed = _parse_scan(sc)
     del sc
@@ -150,6 +151,10 @@ def read(unit: Path):
     # The bar's total is how long an epoch is; the throughput check turns it into hours per epoch.
     hparams = {"steps_per_epoch": parsed.steps_per_epoch} if parsed.steps_per_epoch else {}
     notes = notes + parsed.notes + _stats_notes(parsed)
+    if cut and parsed.last_unread:
+        # the last line is a fragment: say where the file stops, as the other readers do
+        notes.append(f"the file ends mid-line (cut off mid-write?): line {parsed.lines}, "
+                     f"{parsed.last_unread!r}, was not read")
     return Part(series, path.parent, FORMAT, hparams=hparams,
                 notes=[f"{path.name}: {n}" for n in notes], stats=parsed.stats())
 
@@ -489,6 +494,7 @@ class Parsed:
     too_long: int = 0
     bad_numbers: int = 0
     own_axis_lines: int = 0    # metric lines that carry their own step or epoch
+    last_unread: str = ""      # the last line, when it was not understood (a cut-off fragment?)
 
     def stats(self) -> dict:
         return {"lines": self.lines, "understood": self.understood,
@@ -1042,6 +1048,11 @@ def _parse_scan(sc: _textfast.Scan) -> Parsed:
                 (lineno + 1, text[:100] + ("..." if len(text) > 100 else "")))
     examples = sorted(examples + others[: _EXAMPLES - len(examples)])[:_EXAMPLES]
     out.not_understood = unknown + len(bad)
+    if sc.slow_lines and sc.slow_lines[-1][0] == sc.n_lines - 1 and p.status.get(sc.n_lines) != "ok":
+        tail = sc.slow_lines[-1][1][-200:].decode("utf-8", errors="replace").strip()
+        out.last_unread = tail[-100:]
+    elif bad and bad[-1] == sc.n_lines - 1:
+        out.last_unread = "(a number cut short)"
     out.examples = examples
     return out
 
