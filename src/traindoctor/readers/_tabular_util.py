@@ -14,6 +14,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -80,14 +81,19 @@ def read_text(path: Path) -> tuple[str, list[str]]:
 
 @dataclass
 class Table:
-    """Points gathered per column while reading rows, turned into Series at the end."""
+    """Points gathered per column while reading rows, turned into Series at the end.
+
+    Either a point at a time (`add`, for the careful row-by-row paths) or a column of a group of
+    rows at a time (`add_chunk`, with each point's row number so that the points of a name keep
+    the order of the rows they came from).
+    """
 
     steps: dict[str, list[float]] = field(default_factory=dict)
     values: dict[str, list[float]] = field(default_factory=dict)
     epochs: dict[str, list[float]] = field(default_factory=dict)
     walls: dict[str, list[float]] = field(default_factory=dict)
-    # whole columns at once (the fast CSV path): name -> (steps, values, epochs, walls)
-    arrays: dict[str, tuple] = field(default_factory=dict)
+    # name -> [(row numbers, steps, values, epochs or None, walls or None), ...]
+    chunks: dict[str, list[tuple]] = field(default_factory=dict)
     bad_rows: int = 0
     first_bad_line: int | None = None
     good_rows: int = 0
@@ -99,6 +105,10 @@ class Table:
         self.epochs.setdefault(name, []).append(math.nan if epoch is None else epoch)
         self.walls.setdefault(name, []).append(math.nan if wall is None else wall)
 
+    def add_chunk(self, name: str, order, steps, values, epochs=None, walls=None) -> None:
+        if len(values):
+            self.chunks.setdefault(name, []).append((order, steps, values, epochs, walls))
+
     def bad(self, line: int) -> None:
         self.bad_rows += 1
         if self.first_bad_line is None or line < self.first_bad_line:
@@ -106,8 +116,22 @@ class Table:
 
     def series(self) -> dict[str, Series]:
         out = {}
-        for name, (steps, vals, epochs, walls) in self.arrays.items():
-            out[name] = Series(name, steps, vals, epochs, walls)
+        first = {name: min(int(np.min(c[0])) for c in parts) for name, parts in self.chunks.items()}
+        for name in sorted(self.chunks, key=first.__getitem__):  # in the order names first appear
+            parts = self.chunks[name]
+            if len(parts) == 1:
+                order, st, va, ep, wa = parts[0]
+                o = None if np.all(np.diff(order) > 0) else np.argsort(order, kind="stable")
+            else:
+                order = np.concatenate([c[0] for c in parts])
+                st, va = np.concatenate([c[1] for c in parts]), np.concatenate([c[2] for c in parts])
+                ep, wa = (None if all(c[j] is None for c in parts) else np.concatenate(
+                    [np.full(len(c[2]), np.nan) if c[j] is None else c[j] for c in parts]) for j in (3, 4))
+                o = np.argsort(order, kind="stable")
+            if o is not None:
+                st, va = st[o], va[o]
+                ep, wa = (None if a is None else a[o] for a in (ep, wa))
+            out[name] = Series(name, st, va, ep, wa)
         for name, vals in self.values.items():
             out[name] = Series(name, np.array(self.steps[name]), np.array(vals),
                                np.array(self.epochs[name]), np.array(self.walls[name]))
@@ -115,7 +139,7 @@ class Table:
 
     @property
     def empty(self) -> bool:
-        return not (self.values or self.arrays)
+        return not (self.values or self.chunks)
 
     def notes(self, path: Path) -> list[str]:
         out = []
@@ -147,14 +171,17 @@ def loads(text: str):
     return json.loads(text)
 
 
-def json_rows(text: str, table: Table, chunk: int = 4096):
-    """(line number, dict) for each line of a JSON-lines text; damaged lines are counted in
-    `table` and skipped. A line over 1 MiB is not parsed (a 100,000-digit number, pasted data).
+def json_rows(text: str, table: Table, chunk: int = 4096) -> tuple[list[int], list[dict]]:
+    """The line numbers and objects of a JSON-lines text; damaged lines (and lines that are not
+    objects) are counted in `table` and skipped. A line over 1 MiB is not parsed (a 100,000-digit
+    number, pasted data).
 
-    Lines are parsed a chunk at a time by one call to the C parser (as a JSON array), which is
-    several times faster than a call per line; a chunk that fails is parsed line by line.
+    Lines are parsed a chunk at a time by one call to the C parser (as a JSON array), several
+    times faster than a call per line; a chunk that fails is parsed line by line.
     """
     lines = text.splitlines()
+    out_lines: list[int] = []
+    out_rows: list[dict] = []
     for start in range(0, len(lines), chunk):
         keep = [i for i in range(start, min(start + chunk, len(lines))) if lines[i].strip()]
         rows = None
@@ -166,10 +193,12 @@ def json_rows(text: str, table: Table, chunk: int = 4096):
         if rows is None or len(rows) != len(keep):
             rows = [_json_line(lines[i]) for i in keep]
         for i, obj in zip(keep, rows):
-            if isinstance(obj, dict):
-                yield i + 1, obj
+            if type(obj) is dict:
+                out_lines.append(i + 1)
+                out_rows.append(obj)
             else:
                 table.bad(i + 1)
+    return out_lines, out_rows
 
 
 def _json_line(line: str):
@@ -179,6 +208,44 @@ def _json_line(line: str):
         return json.loads(line)
     except (ValueError, RecursionError):  # ValueError: bad JSON, or an int over 4300 digits
         return None
+
+
+def group_rows(rows: list[dict]) -> list[tuple[tuple, np.ndarray]]:
+    """Row numbers grouped by the rows' keys, groups in order of first appearance. A log has few
+    row shapes (training rows, evaluation rows, a summary), so each is read a column at a time."""
+    shapes: dict[tuple, list[int]] = {}
+    for i, row in enumerate(rows):
+        shapes.setdefault(tuple(row), []).append(i)
+    return [(keys, np.asarray(idx)) for keys, idx in shapes.items()]
+
+
+def column(rows: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
+    """rows[i][key] as floats and where it was logged: a JSON number (not a bool), NaN included
+    (a diverged loss), or a string holding one ("0.5"); missing keys, text, lists: not logged."""
+    try:  # rows of one shape all hold the key
+        vals = list(map(itemgetter(key), rows))
+    except KeyError:
+        vals = [r.get(key) for r in rows]
+    if set(map(type, vals)) <= {int, float}:
+        try:
+            arr = np.array(vals, dtype=np.float64)
+            return arr, np.ones(arr.size, dtype=bool)
+        except OverflowError:  # an integer past the float range: damage, read value by value
+            pass
+    out = np.full(len(vals), np.nan)
+    ok = np.zeros(len(vals), dtype=bool)
+    for i, v in enumerate(vals):
+        t = type(v)
+        if t is float or t is int:
+            try:
+                out[i], ok[i] = float(v), True
+            except OverflowError:
+                continue
+        elif t is str:
+            c = parse_cell(v)
+            if c is not None and c is not BAD:
+                out[i], ok[i] = c, True
+    return out, ok
 
 
 def number(v) -> float | None:
@@ -417,7 +484,7 @@ def _table_from_array(arr: np.ndarray, cut: int, line0: int, cols) -> Table:
     for k, i in enumerate(metric_cols):
         m = logged[:, k] & ~bad
         if m.any():
-            table.arrays[names[i]] = (x[m], arr[m, i], epoch[m], wall[m])
+            table.add_chunk(names[i], np.flatnonzero(m), x[m], arr[m, i], epoch[m], wall[m])
     table.good_rows = int((any_logged & ~bad).sum())
     nbad = int(bad.sum())
     if nbad:
