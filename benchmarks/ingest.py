@@ -277,13 +277,39 @@ def make_jsonl(points: int) -> tuple[Path, int]:
 JSONL = Format("jsonl", make_jsonl, {"traindoctor": _TD,
                                      "json.loads per line": "SKIP = {'step', 'epoch'}\n" + _JSON_LINES_FLOOR})
 
-FORMATS = {f.name: f for f in (TENSORBOARD, CSV, HF, D2, MMENGINE, JSONL)}
-try:  # the text-log case lives in its own module when present (benchmarks/ingest_text.py)
-    from ingest_text import text_format  # type: ignore[import-not-found]
+# -- key=value text log -----------------------------------------------------------------------
+def make_text(points: int) -> tuple[Path, int]:
+    """`step=123 loss=0.636962 lr=4.6014e-04 grad_norm=0.3545 epoch=1`: 3 metrics a line."""
 
-    FORMATS["text"] = text_format()
-except ImportError:
-    pass
+    def write(d: Path, lines: int):
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        loss, lr, gn = rng.random(lines), rng.random(lines) * 1e-3, rng.random(lines) * 3
+        with open(d / "train.log", "w", encoding="utf-8") as fh:
+            for i in range(lines):
+                fh.write(f"step={i} loss={loss[i]:.6f} lr={lr[i]:.4e} grad_norm={gn[i]:.4f} epoch={i // 10000}\n")
+        return "train.log", lines * 3
+
+    return _cached("text", points, write)
+
+
+TEXT = Format("text", make_text, {
+    "traindoctor": _TD.replace("td.load(PATH)", 'td.load(PATH, format="textlog")'),
+    # The floor a user reaches with the standard library: one compiled regex over the whole text.
+    "regex finditer": """
+import re
+from collections import defaultdict
+text = open(PATH, encoding="utf-8").read()
+rx = re.compile(r"([A-Za-z_][\\w./-]*)=([-+]?(?:\\d+\\.?\\d*|\\.\\d+)(?:[eE][-+]?\\d+)?)")
+cols = defaultdict(list)
+for m in rx.finditer(text):
+    cols[m.group(1)].append(float(m.group(2)))
+n = sum(len(v) for k, v in cols.items() if k not in ("step", "epoch"))
+""",
+})
+
+FORMATS = {f.name: f for f in (TENSORBOARD, CSV, HF, D2, MMENGINE, JSONL, TEXT)}
 
 
 def run_once(fmt: Format, reader: str, path: Path, expected: int) -> tuple[float, float]:

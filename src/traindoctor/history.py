@@ -285,6 +285,8 @@ class RunHistory:
     hparams: Mapping[str, Any] = field(default_factory=dict)
     checkpoints: tuple[Checkpoint, ...] = ()
     notes: tuple[str, ...] = ()  # e.g. "events file truncated after step 4100 (crashed run?)"
+    files: Mapping[str, str] = field(default_factory=dict)  # series name -> the file it was read from
+    parse_stats: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # file -> lines understood
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "series", dict(self.series))
@@ -364,14 +366,27 @@ class RunHistory:
         return replace(self, series={n: s.normalized() for n, s in self.series.items()})
 
     def source(self) -> dict:
-        return {
+        out = {
             "path": self.path,
             "format": self.format,
             "run": self.run,
             "metrics": [
-                {"name": s.name, "role": s.role, "points": len(s), "unit": s.unit}
-                for s in self.series.values()
+                {"name": s.name, "role": s.role, "points": len(s), "unit": s.unit,
+                 **({"file": self._rel(self.files[n])} if n in self.files else {})}
+                for n, s in self.series.items()
             ],
             "checkpoints": [c.to_dict() for c in self.checkpoints],
             "notes": list(self.notes),
         }
+        if self.parse_stats:
+            out["files"] = [{"path": self._rel(f), **dict(st)} for f, st in self.parse_stats.items()]
+        return out
+
+    def _rel(self, file: str) -> str:
+        """A series' file relative to the run folder when it lies inside it."""
+        import os
+
+        if not self.path:
+            return file
+        rel = os.path.relpath(file, self.path)
+        return file if rel.startswith("..") else rel

@@ -57,6 +57,8 @@ class Part:
     # same-named series of merge parts are joined, the later part winning a duplicate step,
     # instead of being kept apart as "name#2".
     merge: bool = False
+    source: str = ""  # the file or folder read (set by load_runs): --show-series names it per series
+    stats: dict[str, Any] = field(default_factory=dict)  # how much of the file was understood (text logs)
     # checkpoints the log itself names (HF's best_model_checkpoint), beside those found on disk
     checkpoints: list[Checkpoint] = field(default_factory=list)
 
@@ -111,6 +113,8 @@ def load_runs(path, *, format: str | None = None, progress=None) -> list[RunHist
             errors.append(exc)
             continue
         if part is not None and part.series:
+            if not part.source:
+                part.source = str(unit)
             parts.append(cumulative_time(part))
     if progress is not None:
         progress(len(todo), len(todo), None)
@@ -221,13 +225,18 @@ def _group(parts: list[Part], root: Path) -> list[RunHistory]:
         named: list[Checkpoint] = []
         formats = []
         merged: set[str] = set()
+        files: dict[str, str] = {}
+        stats: dict[str, dict] = {}
         for p in group:
+            if p.stats:
+                stats[p.source] = p.stats
             for name, s in p.series.items():
                 if p.merge and name in merged:
                     series[name] = _concat(series[name], s)
                     continue
                 key = name if name not in series else _unique(name, series)
                 series[key] = s
+                files[key] = p.source
                 if p.merge:
                     merged.add(key)
             hparams.update(p.hparams)
@@ -249,6 +258,8 @@ def _group(parts: list[Part], root: Path) -> list[RunHistory]:
                 hparams=hparams,
                 checkpoints=tuple(merge_checkpoints(find_checkpoints(run_dir), named)),
                 notes=tuple(notes),
+                files=files,
+                parse_stats=stats,
             )
         )
     return runs
