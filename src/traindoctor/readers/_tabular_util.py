@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -402,14 +403,16 @@ def read_csv_table(path: Path, text: str, *, rename=None, expected: str, fast: b
     names = rename(header) if rename else list(header)
     axis = {i for i in (step_i, epoch_i, wall_i) if i is not None}
     metric_cols = [i for i, n in enumerate(names) if n and i not in axis]
-    body = "" if end < 0 else text[end + 1:]
+    start = len(text) if end < 0 else end + 1  # the first data row
     cols = (step_i, epoch_i, wall_i, metric_cols, names)
 
-    got = _fast_rows(body, len(header), delim) if fast and len({names[i] for i in metric_cols}) == len(metric_cols) else None
+    got = None
+    if fast and len({names[i] for i in metric_cols}) == len(metric_cols):
+        got = _fast_rows(path, text, start, first + 1, len(header), delim)
     if got is not None:
         table, text_cols = _table_from_array(*got, first + 2, cols), set()
     else:
-        table, text_cols = _table_from_rows(body, header, delim, first + 1, cols)
+        table, text_cols = _table_from_rows(text[start:], header, delim, first + 1, cols)
     info = {"step": header[step_i] if step_i is not None else None,
             "epoch": header[epoch_i] if epoch_i is not None else None,
             "ignored_text_columns": [header[i] for i in sorted(text_cols)]}
@@ -426,36 +429,44 @@ def read_csv_table(path: Path, text: str, *, rename=None, expected: str, fast: b
 _FAST_UNSAFE = ('"', "#", "<", "nan", "NaN", "NAN", "Nan", "\n\n", "\n\r\n")
 
 
-def _fast_rows(body: str, ncols: int, delim: str) -> tuple[np.ndarray, int] | None:
-    """Every data row as floats (NaN = empty cell), or None when the careful path must read it.
+def _fast_rows(path: Path, text: str, start: int, skip: int, ncols: int, delim: str) -> tuple[np.ndarray, int] | None:
+    """Every data row (text[start:], after `skip` lines) as floats (NaN = empty cell), or None
+    when the careful path must read it.
 
-    Returns (array of shape rows x columns, 1 if a cut-short last row was dropped else 0).
+    Returns (array of shape rows x columns, 1 if a cut-short last row was dropped else 0). When
+    the text is the file byte for byte (ASCII, no NULs removed) pandas reads the file itself,
+    so no copy of the text is made.
     """
     try:
         import pandas as pd
     except ImportError:
         return None
-    body = body.rstrip()
-    if not body or ncols < 2 or any(u in body for u in _FAST_UNSAFE):
+    stop = len(text)
+    while stop > start and text[stop - 1] in " \t\r\n":
+        stop -= 1
+    if stop <= start or ncols < 2 or any(u in text for u in _FAST_UNSAFE):
         return None
     cut = 0
-    nlines = body.count("\n") + 1
-    if body.count(delim) != (ncols - 1) * nlines:
-        last = body.rfind("\n")
-        if last < 0 or body.count(delim, last) == ncols - 1:
+    nlines = text.count("\n", start, stop) + 1
+    if text.count(delim, start, stop) != (ncols - 1) * nlines:
+        last = text.rfind("\n", start, stop)
+        if last < 0 or text.count(delim, last, stop) == ncols - 1:
             return None
-        body, cut, nlines = body[:last].rstrip(), 1, nlines - 1  # a last row cut short by a crash
-        if body.count(delim) != (ncols - 1) * nlines:
+        cut, nlines, stop = 1, nlines - 1, last  # a last row cut short by a crash
+        if text.count(delim, start, stop) != (ncols - 1) * nlines:
             return None  # ragged rows elsewhere: read them one by one
-    data = body.encode("utf-8")  # pandas copies a StringIO into 4-byte chars: bytes are 4x smaller
-    del body
     try:
-        df = pd.read_csv(io.BytesIO(data), sep=delim, header=None, names=list(range(ncols)), index_col=False,
-                         dtype=np.float64, engine="c", skip_blank_lines=False, on_bad_lines="error",
-                         float_precision="round_trip")
-    except (ValueError, OverflowError, TypeError, MemoryError):
+        same = os.path.getsize(path) == len(text) and text.isascii()
+    except OSError:
+        same = False
+    # bytes, not a StringIO: pandas would copy one into 4-byte characters
+    source = str(path) if same else io.BytesIO(text[start:stop].encode("utf-8"))
+    try:
+        df = pd.read_csv(source, sep=delim, header=None, names=list(range(ncols)), index_col=False,
+                         skiprows=skip if same else 0, nrows=nlines, dtype=np.float64, engine="c",
+                         skip_blank_lines=False, on_bad_lines="error", float_precision="round_trip")
+    except (ValueError, OverflowError, TypeError, MemoryError, OSError):
         return None  # a text cell: the careful path says which rows
-    del data
     arr = df.to_numpy(dtype=np.float64)
     if arr.shape != (nlines, ncols):
         return None
@@ -469,12 +480,12 @@ def _table_from_array(arr: np.ndarray, cut: int, line0: int, cols) -> Table:
     n = arr.shape[0]
     nan = np.full(n, np.nan)
     epoch = arr[:, epoch_i] if epoch_i is not None else nan
-    wall = arr[:, wall_i] if wall_i is not None else nan
+    wall = arr[:, wall_i] if wall_i is not None else None
     logged = ~np.isnan(arr[:, metric_cols]) if metric_cols else np.zeros((n, 0), dtype=bool)
     any_logged = logged.any(axis=1)
     if step_i is not None:
         x = arr[:, step_i]
-        bad = np.isnan(x) & (any_logged | ~np.isnan(epoch) | ~np.isnan(wall))
+        bad = np.isnan(x) & (any_logged | ~np.isnan(epoch) | (False if wall is None else ~np.isnan(wall)))
     else:
         bad = np.zeros(n, dtype=bool)
         x = np.arange(n, dtype=np.float64)
@@ -484,7 +495,7 @@ def _table_from_array(arr: np.ndarray, cut: int, line0: int, cols) -> Table:
     for k, i in enumerate(metric_cols):
         m = logged[:, k] & ~bad
         if m.any():
-            table.add_chunk(names[i], np.flatnonzero(m), x[m], arr[m, i], epoch[m], wall[m])
+            table.add_chunk(names[i], np.flatnonzero(m), x[m], arr[m, i], epoch[m], None if wall is None else wall[m])
     table.good_rows = int((any_logged & ~bad).sum())
     nbad = int(bad.sum())
     if nbad:
