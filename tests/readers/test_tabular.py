@@ -323,3 +323,19 @@ def test_fast_path_takes_a_clean_file_whole(tmp_path):
         text = f.read_text(encoding="utf-8")
         arr, cut = _fast_rows(f, text, len(header) + 1, 1, 3, ",")
         assert arr.shape == (3000, 3) and cut == 0 and np.isnan(arr[1, 2]) and arr[3, 2] == 1.0
+
+
+def test_json_lines_read_alike_with_and_without_orjson(monkeypatch):
+    """orjson (traindoctor[fast]) refuses what Python's json accepts (NaN, huge ints): the
+    standard parser then decides, so the rows are the same either way."""
+    from traindoctor.readers import _tabular_util as tu
+
+    text = "\n".join(['{"step": 1, "loss": NaN}', '{"step": 2, "loss": 1e400}', '{"step": 3, "loss": 0.5}',
+                      '{"step": ' + "9" * 30 + ', "loss": 2}', "[1]", '{"step": 5, "loss": "0.25"}', '{"step": 6'])
+    got = []
+    for orjson_loads in (tu._orjson_loads, None):
+        monkeypatch.setattr(tu, "_orjson_loads", orjson_loads)
+        table = tu.Table()
+        lines, rows = tu.json_rows(text, table)
+        got.append((lines, json.dumps(rows), table.bad_rows, table.first_bad_line))
+    assert got[0] == got[1] and got[0][0] == [1, 2, 3, 4, 6] and got[0][2:] == (2, 5)
