@@ -277,6 +277,7 @@ def make_jsonl(points: int) -> tuple[Path, int]:
 JSONL = Format("jsonl", make_jsonl, {"traindoctor": _TD,
                                      "json.loads per line": "SKIP = {'step', 'epoch'}\n" + _JSON_LINES_FLOOR})
 
+
 # -- key=value text log -----------------------------------------------------------------------
 def make_text(points: int) -> tuple[Path, int]:
     """`step=123 loss=0.636962 lr=4.6014e-04 grad_norm=0.3545 epoch=1`: 3 metrics a line."""

@@ -92,9 +92,11 @@ def infer_role(name: str) -> str:
         if joined.startswith(("vloss", "valloss", "val")):
             split = "val"
     kind = None
+    # an acronym is one word before the camelCase split cuts it: "IoU" -> io, u; "mAP50" -> m, ap50
+    words = set(toks) | {t for t in re.split(r"[^a-z0-9]+", name.lower()) if t}
     if any("loss" in t or t in {"nll", "ce", "cross_entropy", "bce", "objective"} for t in toks):
         kind = "loss"
-    elif any(t in _ACC_TOKENS or _AP_RE.fullmatch(t) for t in toks) or joined.endswith(("accuracy", "acc")):
+    elif any(t in _ACC_TOKENS or _AP_RE.fullmatch(t) for t in words) or joined.endswith(("accuracy", "acc")):
         kind = "accuracy"
     elif any(t in _ERROR_TOKENS for t in toks):
         kind = "error"
