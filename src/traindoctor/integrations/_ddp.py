@@ -1,0 +1,53 @@
+"""DDP: every rank's key statistics gathered each logged step, so rank 0 sees them all.
+
+One small all_gather per logged step (5 floats a rank). All ranks take part, so it also carries
+the decision to stop: rank 0 sets its stop flag when a finding asks for it and every rank reads
+the flags at the same step, so all of them stop (or raise) together instead of leaving the others
+blocked in the next all-reduce.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["Ranks", "STOP", "RAISE"]
+
+KEYS = ("train_loss", "grad_norm", "step_time", "data_time")
+STOP, RAISE = 1.0, 2.0
+
+
+class Ranks:
+    def __init__(self, torch):
+        self.torch = torch
+        self.dist = torch.distributed
+        self.rank = self.dist.get_rank()
+        self.world = self.dist.get_world_size()
+        backend = str(self.dist.get_backend()).lower()
+        self.device = (torch.device("cuda", torch.cuda.current_device()) if backend == "nccl"
+                       else torch.device("cpu"))
+
+    @staticmethod
+    def active(torch) -> bool:
+        d = getattr(torch, "distributed", None)
+        return bool(d is not None and d.is_available() and d.is_initialized() and d.get_world_size() > 1)
+
+    def gather(self, rec: dict, request: float) -> tuple[list[list[float]], float]:
+        """(per-rank [loss, grad norm, step time, data time], the strongest stop request of any rank)."""
+        torch = self.torch
+        mine = torch.tensor([rec.get(k, math.nan) for k in KEYS] + [request], dtype=torch.float64,
+                            device=self.device)
+        bufs = [torch.empty_like(mine) for _ in range(self.world)]
+        self.dist.all_gather(bufs, mine)
+        rows = torch.stack(bufs).cpu().tolist()
+        return [r[:-1] for r in rows], max(r[-1] for r in rows)
+
+    @staticmethod
+    def merge(rec: dict, rows: list[list[float]]) -> None:
+        """Rank 0's record gets every rank's numbers under rank/<r>/, and the loss becomes the mean."""
+        had = {k for k in KEYS if k in rec}  # a stat this rank did not measure is not a NaN
+        for r, row in enumerate(rows):
+            for k, v in zip(KEYS, row):
+                if k in had:
+                    rec[f"rank/{r}/{k}"] = v
+        if "train_loss" in had:
+            rec["train_loss"] = sum(row[0] for row in rows) / len(rows)  # the loss of the global batch
