@@ -34,6 +34,7 @@ class LiveChecks:
         self._streak: dict[str, int] = {}
         self._collapse = 0
         self._collapse_since = None
+        self._guarded = False
 
     def update(self, rec: dict, step: float) -> list[Finding]:
         out: list[Finding] = []
@@ -47,7 +48,8 @@ class LiveChecks:
             out += self._acts(rec, acts, step)
         if "output_std" in rec:
             out += self._collapsed(rec, step)
-        if "_guard" in rec:
+        if "_guard" in rec and not self._guarded:  # the first non-finite output is the one that matters
+            self._guarded = True
             out += self._guard(rec["_guard"], step)
         return out
 

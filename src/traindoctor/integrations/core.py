@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ..errors import TraindoctorError
 from ..finding import Report, Severity
+from ..readers.traindoctor_run import role_for
 from ._checks import LiveChecks
 from ._history import Columns
 from ._runfile import RunFile
@@ -148,8 +149,12 @@ class Watch:
         if not rec:
             return
         self._safe_write(rec, self.step_count if step is None else step)
-        if self.live is not None and self.live.due():
-            self._say(self._live_update(force=True))
+        if self.live is not None:
+            # An evaluation is a rare event (once an epoch or every N steps) and the one that
+            # overfitting waits for: the detectors run on each, whatever the duty budget says.
+            evaluation = any(role_for(k).startswith(("val_", "test_")) for k in rec)
+            if evaluation or self.live.due():
+                self._say(self._live_update(force=True))
 
     def _safe_write(self, rec: dict, step_no) -> None:
         row = {"step": step_no}
