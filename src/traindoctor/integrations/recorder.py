@@ -4,9 +4,9 @@ Framework-free: `td.watch` and the Lightning / HF callbacks are thin adapters th
 `record(loss=..., outputs=..., targets=...)` once per training step.
 
 Where each number comes from, and why there:
-- gradient norms, in an optimizer step pre-hook: the gradients are complete there whatever the
-  loop does around it (zero_grad before or after the step, gradient accumulation, AMP's unscale),
-  and they are the gradients the update uses. One fused `torch._foreach_norm` over every
+- gradient norms, in an optimizer step post-hook: the gradients are complete there whatever the
+  loop does around it (zero_grad before or after the step, gradient accumulation, AMP's unscale,
+  Lightning's backward inside `step(closure)`), and they are the gradients the update used. One fused `torch._foreach_norm` over every
   trainable parameter, summed per module with one `index_add_`: no `.item()` per parameter.
 - update/weight ratio ||dW|| / ||W||, on deep steps only: it needs a copy of the weights taken in
   the pre-hook and compared in the post-hook, which doubles parameter memory for that one step.
@@ -43,15 +43,18 @@ SIGMOID_EDGE = 0.01
 
 
 def module_groups(model, depth: int = 1):
-    """(params, module name per param) for the trainable parameters, grouped at `depth`."""
-    params, owners = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        parts = name.split(".")[:-1]
-        owners.append(".".join(parts[:depth]) if parts else "(root)")
-        params.append(p)
-    return params, owners
+    """(params, module name per param) for the trainable parameters, grouped at `depth`.
+
+    Depth counts from the first module with several children: a LightningModule holding one
+    `self.net`, or a DDP wrapper, would otherwise put every parameter in one group.
+    """
+    named = [(n.split(".")[:-1], p) for n, p in model.named_parameters() if p.requires_grad]
+    skip = 0
+    while named and all(len(parts) > skip + 1 for parts, _ in named) and \
+            len({parts[skip] for parts, _ in named}) == 1:
+        skip += 1
+    owners = [".".join(parts[:skip + depth]) if parts else "(root)" for parts, _ in named]
+    return [p for _, p in named], owners
 
 
 class Recorder:
@@ -128,15 +131,16 @@ class Recorder:
         return (self.steps + 1) % self.deep_every == 0
 
     def _pre_step(self, optimizer, args, kwargs):
-        if (self.steps + 1) % self.every:
-            return
-        self._safe("gradient norms", self._grad_norms)
         if self._deep_now() and "update ratio" not in self.disabled:
             with self.torch.no_grad():
                 self._before = [p.detach().clone() for p in self.params]
 
     def _post_step(self, optimizer, args, kwargs):
+        # After the step, not before: Lightning (and LBFGS) run backward inside step(closure), so
+        # only here are this step's gradients there; optimizers read .grad and leave it alone.
         self.opt_steps += 1
+        if (self.steps + 1) % self.every == 0:
+            self._safe("gradient norms", self._grad_norms)
         if self._before is not None:
             self._safe("update ratio", self._update_ratio)
             self._before = None
