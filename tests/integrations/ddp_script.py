@@ -20,7 +20,8 @@ opt = torch.optim.SGD(model.parameters(), lr=0.05)
 g = torch.Generator().manual_seed(100 + rank)  # each rank its own shard
 x, y = torch.randn(512, 16, generator=g), torch.randint(0, 4, (512,), generator=g)
 steps = 0
-with td.watch(model, opt, logdir=logdir, on_finding="stop", stop_on="error") as w:
+with td.watch(model, opt, logdir=logdir, on_finding="stop", stop_on="error",
+              every=int(sys.argv[3])) as w:
     for i in range(80):
         if rank == 1 and 10 <= i < 30:
             time.sleep(0.08)  # a straggler: slow data on rank 1

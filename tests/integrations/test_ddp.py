@@ -31,7 +31,7 @@ def _free_port() -> int:
 def test_ddp_two_ranks_stall_then_nan_on_one_rank(tmp_path):
     script = Path(__file__).with_name("ddp_script.py")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), str(script), str(tmp_path / "logs"), str(tmp_path / "result")]
+           "--master_port", str(_free_port()), str(script), str(tmp_path / "logs"), str(tmp_path / "result"), "1"]
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -54,7 +54,7 @@ def fit(tmp_path, *, disconnected: bool, callback, epochs: int = 4):
 
 
 def test_lightning_disconnected_module_is_found_and_the_trainer_stops(tmp_path):
-    cb = DoctorCallback(tmp_path / "doctor", on_finding="stop", mirror=True)
+    cb = DoctorCallback(tmp_path / "doctor", on_finding="stop", every=1, mirror=True)
     trainer = fit(tmp_path, disconnected=True, callback=cb)
     assert trainer.global_step < 4 * 19, "trainer.should_stop did not stop the run early"
     assert [(f.code, f.metric) for f in cb.watch.findings][:1] == [("dead_gradients", "net.aux")]
@@ -69,7 +69,7 @@ def test_lightning_disconnected_module_is_found_and_the_trainer_stops(tmp_path):
 
 
 def test_lightning_healthy_run_logs_validation_and_warns_nothing(tmp_path):
-    cb = DoctorCallback(tmp_path / "doctor", on_finding="stop")
+    cb = DoctorCallback(tmp_path / "doctor", on_finding="stop", every=1)
     trainer = fit(tmp_path, disconnected=False, callback=cb, epochs=3)
     assert trainer.current_epoch == 3 and not cb.watch.should_stop
     assert [f.code for f in cb.watch.findings if f.severity.rank >= 1] == []

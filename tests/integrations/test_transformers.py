@@ -61,7 +61,7 @@ def hf_train(tmp_path, *, n_train, width, epochs, callback, lr=3e-3):
 
 
 def test_hf_overfitting_is_found_and_training_stops(tmp_path):
-    cb = DoctorCallback(tmp_path / "doctor", on_finding="stop")
+    cb = DoctorCallback(tmp_path / "doctor", on_finding="stop", every=1)
     trainer = hf_train(tmp_path, n_train=60, width=256, epochs=60, callback=cb)
     assert trainer.state.global_step < 60, "control.should_training_stop did not stop the run early"
     codes = [(f.code, f.metric) for f in cb.watch.findings if f.severity.rank >= 1]
@@ -75,7 +75,7 @@ def test_hf_overfitting_is_found_and_training_stops(tmp_path):
 
 
 def test_hf_disconnected_module_is_named(tmp_path):
-    cb = DoctorCallback(tmp_path / "doctor", on_finding="stop")
+    cb = DoctorCallback(tmp_path / "doctor", on_finding="stop", every=1)
     model = HFNet(64)
     model.net.disconnected = True
     from transformers import Trainer, TrainingArguments

@@ -35,6 +35,7 @@ def _one_thread():
 
 
 def _watch(tmp_path, **kw):
+    kw.setdefault("every", 1)  # every step recorded: counts and steps below are exact
     return lambda m, o: td.watch(m, o, logdir=tmp_path, **kw)
 
 
@@ -97,7 +98,7 @@ def test_an_exception_or_ctrl_c_leaves_the_report(tmp_path, exc):
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     x, y = torch.randn(16, 64), torch.randint(0, 10, (16,))
     with pytest.raises(type(exc)):
-        with td.watch(model, opt, logdir=tmp_path) as w:
+        with td.watch(model, opt, logdir=tmp_path, every=1) as w:
             for i in range(5):
                 out = model(x)
                 loss = torch.nn.functional.cross_entropy(out, y)
@@ -133,7 +134,7 @@ def test_nan_guard_names_the_first_module_with_a_non_finite_output(tmp_path):
     model.arm = False
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     x, y = torch.randn(16, 8), torch.randint(0, 2, (16,))
-    with td.watch(model, opt, logdir=tmp_path, nan_guard="every_step") as w:
+    with td.watch(model, opt, logdir=tmp_path, every=1, nan_guard="every_step") as w:
         for i in range(4):
             model.arm = i == 2
             out = model(x)
@@ -157,7 +158,7 @@ def test_nan_guard_after_a_weight_becomes_nan(tmp_path, guard, module, step):
     model = Net()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     x, y = torch.randn(32, 64), torch.randint(0, 10, (32,))
-    with td.watch(model, opt, logdir=tmp_path, nan_guard=guard) as w:
+    with td.watch(model, opt, logdir=tmp_path, every=1, nan_guard=guard) as w:
         for i in range(6):
             if i == 3:
                 with torch.no_grad():
@@ -189,10 +190,34 @@ def test_statistics_in_the_run_file(tmp_path):
     assert abs(g[-1] - sum(p[-1] ** 2 for p in per) ** 0.5) < 1e-4 * g[-1]
 
 
+def test_auto_interval_averages_the_losses_it_does_not_record(tmp_path):
+    # a recorder made expensive (10 ms a record) against fast steps: "auto" must record less often
+    import traindoctor.integrations.recorder as rec_mod
+
+    slow = rec_mod.Recorder.record
+
+    def record(self, *a, **k):
+        time.sleep(0.01)
+        return slow(self, *a, **k)
+
+    rec_mod.Recorder.record = record
+    try:
+        losses, w = train("healthy", epochs=1, make_watch=_watch(tmp_path, every="auto"))
+    finally:
+        rec_mod.Recorder.record = slow
+    run = td.load(tmp_path)
+    s = run["train_loss"]
+    assert 1 < len(s) < len(losses) // 2 and w.every > 1
+    prev = 0
+    for step, value in zip(s.steps.astype(int), s.values):
+        assert value == pytest.approx(sum(losses[prev:step]) / (step - prev), rel=1e-5)
+        prev = step
+
+
 def test_every_n_steps_and_depth(tmp_path):
     losses, _ = train("healthy", epochs=1, make_watch=_watch(tmp_path, every=4, depth=2))
     run = td.load(tmp_path)
-    assert len(run["train_loss"]) == len(losses) // 4
+    assert run["train_loss"].steps.tolist() == list(range(1, len(losses) + 1, 4))  # 1, 5, 9, ...
     assert "grad_norm/body.0" in run.names() and "grad_norm/body" not in run.names()
 
 
@@ -216,7 +241,7 @@ KILL_SCRIPT = textwrap.dedent("""
     model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     x, y = torch.randn(32, 64), torch.randint(0, 10, (32,))
-    w = td.watch(model, opt, logdir={logdir!r})
+    w = td.watch(model, opt, logdir={logdir!r}, every=1)
     step = 0
     while True:
         step += 1

@@ -1,7 +1,7 @@
 """DDP: every rank's key statistics gathered each logged step, so rank 0 sees them all.
 
-One small all_gather per logged step (5 floats a rank). All ranks take part, so it also carries
-the decision to stop: rank 0 sets its stop flag when a finding asks for it and every rank reads
+One small all_gather per recorded step (6 floats a rank). All ranks take part, so it also carries
+rank 0's recording interval (so every rank records the same steps) and the decision to stop: rank 0 sets its stop flag when a finding asks for it and every rank reads
 the flags at the same step, so all of them stop (or raise) together instead of leaving the others
 blocked in the next all-reduce.
 """
@@ -31,15 +31,16 @@ class Ranks:
         d = getattr(torch, "distributed", None)
         return bool(d is not None and d.is_available() and d.is_initialized() and d.get_world_size() > 1)
 
-    def gather(self, rec: dict, request: float) -> tuple[list[list[float]], float]:
-        """(per-rank [loss, grad norm, step time, data time], the strongest stop request of any rank)."""
+    def gather(self, rec: dict, request: float, every: int) -> tuple[list[list[float]], float, int]:
+        """(per-rank [loss, grad norm, step time, data time], the strongest stop request of any rank,
+        rank 0's recording interval: every rank records the same steps, or the gathers would not meet)."""
         torch = self.torch
-        mine = torch.tensor([rec.get(k, math.nan) for k in KEYS] + [request], dtype=torch.float64,
+        mine = torch.tensor([rec.get(k, math.nan) for k in KEYS] + [request, every], dtype=torch.float64,
                             device=self.device)
         bufs = [torch.empty_like(mine) for _ in range(self.world)]
         self.dist.all_gather(bufs, mine)
         rows = torch.stack(bufs).cpu().tolist()
-        return [r[:-1] for r in rows], max(r[-1] for r in rows)
+        return [r[:-2] for r in rows], max(r[-2] for r in rows), int(rows[0][-1])
 
     @staticmethod
     def merge(rec: dict, rows: list[list[float]]) -> None:

@@ -34,8 +34,14 @@ class Columns:
     def __init__(self) -> None:
         self._cols: dict[str, _Column] = {}
         self.points = 0
+        self.records = 0
+
+    def __len__(self) -> int:
+        """Records (lines) so far."""
+        return self.records
 
     def add(self, record: dict) -> None:
+        self.records += 1
         step = float(record["step"])
         epoch = record.get("epoch")
         epoch = math.nan if epoch is None else float(epoch)

@@ -50,9 +50,10 @@ class Watch:
     """The in-process watcher; build it with `traindoctor.watch(...)`."""
 
     def __init__(self, model, optimizer=None, *, logdir="traindoctor_run", on_finding: str = "log",
-                 stop_on: str = "warning", every: int = 1, deep_every: int = 50, depth: int = 1,
+                 stop_on: str = "warning", every="auto", deep_every: int = 50, depth: int = 1,
                  nan_guard: str = "lazy", live: bool = True, only=None, ignore=None, params=None,
-                 mirror=None, report: bool = True, everything: bool = False, checks: dict | None = None):
+                 mirror=None, report: bool = True, everything: bool = False, checks: dict | None = None,
+                 overhead: float = 0.005, duty: float = 0.005):
         if on_finding not in ("log", "raise", "stop"):
             raise ValueError(f"on_finding must be 'log', 'raise' or 'stop'; got {on_finding!r}")
         from ._ddp import Ranks
@@ -62,10 +63,17 @@ class Watch:
             every, deep_every, nan_guard = 1, 1, "every_step"
         self.on_finding = on_finding
         self.stop_on = Severity.parse(stop_on)
-        self.every = max(1, int(every))
+        # every="auto": record every step while that costs under `overhead` (0.5 %) of the step time,
+        # else every n-th step with n chosen so that it does (the losses in between are averaged)
+        self.auto = every == "auto"
+        self.every = 1 if self.auto else max(1, int(every))
+        self.overhead = overhead
+        self._cost = self._steptime = None
+        self._next_log = 1
+        self._interval = self.every
+        self._nan_forced = False
         optimizers = optimizer if isinstance(optimizer, (list, tuple)) else [optimizer]
-        self.recorder = Recorder(model, optimizers, depth=depth, deep_every=deep_every, nan_guard=nan_guard,
-                                 every=self.every)
+        self.recorder = Recorder(model, optimizers, depth=depth, deep_every=deep_every, nan_guard=nan_guard)
         torch = self.recorder.torch
         self.ranks = Ranks(torch) if Ranks.active(torch) else None
         self.rank = self.ranks.rank if self.ranks else 0
@@ -95,7 +103,8 @@ class Watch:
             if live:
                 from ..live import LiveDiagnosis
 
-                self.live = LiveDiagnosis(only=only, ignore=ignore, params=params)
+                # duty: the detectors' share of wall time (0.5 %), beside the recorder's `overhead`
+                self.live = LiveDiagnosis(only=only, ignore=ignore, params=params, duty=duty)
         atexit.register(self._at_exit)
 
     # -- context manager ------------------------------------------------------------------------
@@ -111,33 +120,64 @@ class Watch:
         """Record one training step. Extra keyword metrics (e.g. train_acc=...) go in the run file."""
         if self._closed:
             return
+        t_in = time.perf_counter()
         self.step_count += 1
         if epoch is not None:
             self.epoch = epoch
-        if self.step_count % self.every:
-            self.recorder.skip()
+        if self.step_count < self._next_log:
+            self.recorder.skip(loss)
+            self.recorder.next_step(self.step_count + 1 >= self._next_log)
             return
         try:
             rec = self.recorder.record(loss, outputs, targets)
         except Exception as exc:  # never harm the run: lose this step's statistics, keep training
             log.warning("traindoctor watch: step %d not recorded: %s: %s", self.step_count, type(exc).__name__, exc)
-            return
+            rec = None
+        if rec is not None:
+            self._record(rec, step, metrics, t_in)
+        self._next_log = self.step_count + self._interval
+        self.recorder.next_step(self._interval == 1)
+
+    def _record(self, rec: dict, step, metrics: dict, t_in: float) -> None:
         for k, v in metrics.items():
             f = _as_float(v)
             if f is not None:
                 rec[k] = f
         step_no = self.step_count if step is None else step
+        self._interval = self.every
         if self.ranks is not None:
-            rows, request = self.ranks.gather(rec, self._request)
+            # rank 0's interval, the same on every rank: all of them must record (and gather) the same steps
+            rows, request, self._interval = self.ranks.gather(rec, self._request, self.every)
             if self.is_writer:
                 self.ranks.merge(rec, rows)
             self._apply_request(request)
         if self.is_writer:
             self._safe_write(rec, step_no)
             new = self.checks.update(rec, step_no)
-            if self.live is not None and self.live.due(self.columns.points):
-                new += self._live_update()
+            if self.auto:  # the live detectors below have their own budget (duty)
+                self._adapt(rec, time.perf_counter() - t_in)
+                if self.ranks is None:
+                    self._interval = self.every
+            # The curve detectors judge a run's shape; on its first 30 records (plateau fires on 10
+            # points of a healthy start) they would guess: skip them (an evaluation still runs them).
+            # A first non-finite loss is news that cannot wait for the duty budget (once a run).
+            nan_now = not self._nan_forced and any(
+                not math.isfinite(v) for k, v in rec.items() if k.endswith("train_loss") and isinstance(v, float))
+            if self.live is not None and (nan_now or (len(self.columns) >= 30 and self.live.due(self.columns.points))):
+                self._nan_forced |= nan_now
+                new += self._live_update(force=nan_now)
             self._say(new)
+
+    def _adapt(self, rec: dict, seconds: float) -> None:
+        """every="auto": the recording interval that keeps the recorder's cost near `overhead`."""
+        cost = seconds + rec.get("_hook_s", 0.0)  # this record, its optimizer hooks included
+        step_time = rec.get("step_time")
+        if step_time is None or step_time <= 0:
+            return  # the first record: no step time yet (and its cost is mostly first-call warm-up)
+        a = 0.3  # an EMA: one slow step (a checkpoint, a GC pause) does not swing the interval
+        self._cost = cost if self._cost is None else (1 - a) * self._cost + a * cost
+        self._steptime = step_time if self._steptime is None else (1 - a) * self._steptime + a * step_time
+        self.every = int(min(100, max(1, math.ceil(self._cost / (self.overhead * self._steptime)))))
 
     def log(self, *, step=None, epoch=None, **metrics) -> None:
         """Record metrics that are not per training step: validation loss/accuracy, eval results."""

@@ -59,7 +59,7 @@ def module_groups(model, depth: int = 1):
 
 class Recorder:
     def __init__(self, model, optimizers=(), *, depth: int = 1, deep_every: int = 50,
-                 nan_guard: str = "lazy", every: int = 1, clock=time.perf_counter):
+                 nan_guard: str = "lazy", clock=time.perf_counter):
         self.torch = require("torch", "torch", "traindoctor.watch")
         if nan_guard not in ("lazy", "every_step", "off"):
             raise ValueError(f"nan_guard must be 'lazy', 'every_step' or 'off'; got {nan_guard!r}")
@@ -67,9 +67,10 @@ class Recorder:
             model = model.module  # name modules as the user wrote them, not "module.*"
         self.model = model
         self.optimizers = [o for o in optimizers if o is not None]
-        self.every = max(1, int(every))
-        # deep steps are logged steps: a multiple of `every`
-        self.deep_every = max(self.every, int(deep_every) // self.every * self.every)
+        self.deep_every = max(1, int(deep_every))
+        self.log_next = True  # is the coming step recorded? (the Watch decides, see next_step)
+        self._last_deep = 0
+        self._losses: list = []  # losses of steps not recorded, averaged into the next record
         self.nan_guard = nan_guard
         self.clock = clock
         self.params, owners = module_groups(model, depth)
@@ -78,7 +79,8 @@ class Recorder:
         self._owner_idx = [index[o] for o in owners]
         self.device = self.params[0].device if self.params else self.torch.device("cpu")
         self._idx = self.torch.tensor(self._owner_idx, dtype=self.torch.long, device=self.device)
-        self.steps = 0  # records so far
+        self.steps = 0  # training steps so far (recorded or not)
+        self.hook_seconds = 0.0  # time spent in the optimizer hooks since the last record
         self.opt_steps = 0
         self._grad = None  # (tensor [total_sq, per-module sq...], names of modules with no grad at all)
         self._update = None  # tensor [dw_sq, w_sq, per-module dw_sq..., per-module w_sq...]
@@ -128,22 +130,28 @@ class Recorder:
             self._waiting = False
 
     def _deep_now(self) -> bool:
-        return (self.steps + 1) % self.deep_every == 0
+        """Is the coming step a deep one (a recorded step at least deep_every steps after the last)?"""
+        return self.log_next and self.steps + 1 - self._last_deep >= self.deep_every
 
     def _pre_step(self, optimizer, args, kwargs):
         if self._deep_now() and "update ratio" not in self.disabled:
+            t = self.clock()
             with self.torch.no_grad():
                 self._before = [p.detach().clone() for p in self.params]
+            self.hook_seconds += self.clock() - t
 
     def _post_step(self, optimizer, args, kwargs):
         # After the step, not before: Lightning (and LBFGS) run backward inside step(closure), so
         # only here are this step's gradients there; optimizers read .grad and leave it alone.
         self.opt_steps += 1
-        if (self.steps + 1) % self.every == 0:
-            self._safe("gradient norms", self._grad_norms)
+        if not self.log_next:
+            return
+        t = self.clock()
+        self._safe("gradient norms", self._grad_norms)
         if self._before is not None:
             self._safe("update ratio", self._update_ratio)
             self._before = None
+        self.hook_seconds += self.clock() - t
 
     def _grad_norms(self):
         torch = self.torch
@@ -267,7 +275,6 @@ class Recorder:
         """This step's statistics as a flat dict of floats (one host sync)."""
         torch = self.torch
         now = self.clock()
-        self.steps += 1
         rec: dict = {}
         parts, layout = [], []
 
@@ -276,11 +283,17 @@ class Recorder:
             parts.append(t)
             layout.append((name, t.numel()))
 
+        if self._deep_now():
+            self._last_deep = self.steps + 1
+        self.steps += 1
+        losses, self._losses = self._losses, []
         if loss is not None:
-            if isinstance(loss, torch.Tensor):
-                put("train_loss", loss.mean() if loss.numel() != 1 else loss)
+            losses.append(loss)
+        if losses:  # the mean loss of the steps since the last record (HF's logging_steps does the same)
+            if all(isinstance(v, torch.Tensor) for v in losses):
+                put("train_loss", torch.stack([v.detach().float().mean() for v in losses]).mean())
             else:
-                rec["train_loss"] = float(loss)
+                rec["train_loss"] = sum(float(v) for v in losses) / len(losses)
         if outputs is not None:
             self._safe("output spread", self._spread, outputs, targets, put)
         grad, self._grad = self._grad, None
@@ -341,16 +354,20 @@ class Recorder:
             rec["_guard"] = guard
         if self.nan_guard != "off":
             self._guard_step(rec)
-        self._next()
+        rec["_hook_s"] = self.hook_seconds
+        self.hook_seconds = 0.0
         return rec
 
-    def skip(self) -> None:
-        """A step that is not logged (every > 1): only the clocks and the hooks move on."""
+    def skip(self, loss=None) -> None:
+        """A step that is not recorded: its loss waits (detached, no sync) for the next record."""
         self.steps += 1
+        if loss is not None:
+            self._losses.append(loss.detach() if isinstance(loss, self.torch.Tensor) else float(loss))
         self._acts = []
-        self._next()
 
-    def _next(self) -> None:
+    def next_step(self, log: bool) -> None:
+        """Called after each step: is the next one recorded? Sets up its hooks and clocks."""
+        self.log_next = log
         if self.deep_every > 1:  # activation hooks only for the forward of a deep step
             self._disarm_activations()
             if self._deep_now():
