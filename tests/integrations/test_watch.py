@@ -274,6 +274,17 @@ def test_kill_9_loses_at_most_the_last_step(tmp_path):
     assert not (tmp_path / "logs" / REPORT_NAMES["md"]).exists()  # kill -9: no report, the run file holds
 
 
+def test_an_uncaught_exception_without_a_with_block_still_leaves_the_report(tmp_path):
+    # what the HF callback relies on: an exception inside trainer.train() reaches no callback
+    code = KILL_SCRIPT.format(src=SRC, logdir=str(tmp_path)).replace(
+        "    time.sleep(0.002)", "    if step == 5:\n        raise ValueError('boom in the loop')")
+    assert "boom" in code
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and "boom in the loop" in out.stderr
+    meta = json.loads((tmp_path / REPORT_NAMES["json"]).read_text())["meta"]
+    assert meta["ended"] == "exception: ValueError: boom in the loop" and meta["steps"] == 5
+
+
 def test_import_traindoctor_needs_numpy_alone(tmp_path):
     code = ("import sys\nfor m in ('torch', 'lightning', 'transformers', 'pytorch_lightning'):\n"
             "    sys.modules[m] = None\nimport traindoctor as td\nimport traindoctor.integrations\n"

@@ -17,8 +17,13 @@ STOP, RAISE = 1.0, 2.0
 
 
 class Ranks:
-    def __init__(self, torch):
+    def __init__(self, torch, model=None):
         self.torch = torch
+        # Sharded training (FSDP, FSDP2's DTensor parameters): each rank's gradient norm is that of
+        # its own shard, so unequal norms are normal there and are not gathered for comparison.
+        self.sharded = model is not None and (
+            any("FullyShardedDataParallel" in type(m).__name__ for m in model.modules())
+            or any(type(p).__name__ == "DTensor" for p in model.parameters()))
         self.dist = torch.distributed
         self.rank = self.dist.get_rank()
         self.world = self.dist.get_world_size()
@@ -42,10 +47,11 @@ class Ranks:
         rows = torch.stack(bufs).cpu().tolist()
         return [r[:-2] for r in rows], max(r[-2] for r in rows), int(rows[0][-1])
 
-    @staticmethod
-    def merge(rec: dict, rows: list[list[float]]) -> None:
+    def merge(self, rec: dict, rows: list[list[float]]) -> None:
         """Rank 0's record gets every rank's numbers under rank/<r>/, and the loss becomes the mean."""
         had = {k for k in KEYS if k in rec}  # a stat this rank did not measure is not a NaN
+        if self.sharded:
+            had.discard("grad_norm")
         for r, row in enumerate(rows):
             for k, v in zip(KEYS, row):
                 if k in had:

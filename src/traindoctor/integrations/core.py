@@ -75,7 +75,7 @@ class Watch:
         optimizers = optimizer if isinstance(optimizer, (list, tuple)) else [optimizer]
         self.recorder = Recorder(model, optimizers, depth=depth, deep_every=deep_every, nan_guard=nan_guard)
         torch = self.recorder.torch
-        self.ranks = Ranks(torch) if Ranks.active(torch) else None
+        self.ranks = Ranks(torch, self.recorder.model) if Ranks.active(torch) else None
         self.rank = self.ranks.rank if self.ranks else 0
         self.is_writer = self.rank == 0
         self.logdir = Path(logdir).expanduser()
@@ -133,6 +133,8 @@ class Watch:
         except Exception as exc:  # never harm the run: lose this step's statistics, keep training
             log.warning("traindoctor watch: step %d not recorded: %s: %s", self.step_count, type(exc).__name__, exc)
             rec = None
+        if rec is None and self.ranks is not None:
+            rec = {}  # the other ranks wait in the gather: take part in it, with nothing to say
         if rec is not None:
             self._record(rec, step, metrics, t_in)
         self._next_log = self.step_count + self._interval
@@ -317,7 +319,11 @@ class Watch:
     def _at_exit(self) -> None:
         # an HF Trainer, or a loop without `with`, that died: still leave the report behind
         if not self._closed:
-            self.close(RuntimeError("the interpreter exited before the run was closed"))
+            import sys
+
+            # an uncaught exception is in sys.last_value by the time atexit runs
+            exc = getattr(sys, "last_value", None)
+            self.close(exc if exc is not None else RuntimeError("the interpreter exited before the run was closed"))
 
 
 def _as_float(v) -> float | None:

@@ -81,6 +81,7 @@ class Recorder:
         self._idx = self.torch.tensor(self._owner_idx, dtype=self.torch.long, device=self.device)
         self.steps = 0  # training steps so far (recorded or not)
         self.hook_seconds = 0.0  # time spent in the optimizer hooks since the last record
+        self.hook_total = 0.0  # ... and since the start (benchmarks/watch_overhead.py reads it)
         self.opt_steps = 0
         self._grad = None  # (tensor [total_sq, per-module sq...], names of modules with no grad at all)
         self._update = None  # tensor [dw_sq, w_sq, per-module dw_sq..., per-module w_sq...]
@@ -139,6 +140,7 @@ class Recorder:
             with self.torch.no_grad():
                 self._before = [p.detach().clone() for p in self.params]
             self.hook_seconds += self.clock() - t
+            self.hook_total += self.clock() - t
 
     def _post_step(self, optimizer, args, kwargs):
         # After the step, not before: Lightning (and LBFGS) run backward inside step(closure), so
@@ -152,6 +154,7 @@ class Recorder:
             self._safe("update ratio", self._update_ratio)
             self._before = None
         self.hook_seconds += self.clock() - t
+        self.hook_total += self.clock() - t
 
     def _grad_norms(self):
         torch = self.torch
