@@ -140,7 +140,7 @@ class LiveChecks:
         return [Finding(
             "weight_update_ratio", "warning",
             f"Each optimizer step changes the weights by {fmt(r)} of their norm (above the {high:g} bound "
-            f"around ~1e-3), {n} measurements in a row",
+            f"around ~{fmt(1e-3)}), {n} measurements in a row",
             metric=worst[0],
             evidence={"update_ratio": r, "step": step, "worst_module": worst[0], "worst_ratio": worst[1],
                       "table": [{"module": m, "ratio": v} for m, v in per[:20]], "lr": rec.get("lr"),
