@@ -35,6 +35,9 @@ TORCHTEST2 = {
     "input_dependency": ("input_independent_output",), "batch_independence": (),
     "overfit_batch": ("cannot_overfit_batch",), "gradcheck": (), "gpu": (),
 }
+# formats a peer has no reader for (it says so: trainspotter "cannot guess format ... pass --format
+# explicitly (one of hf, csv, jsonl, wandb, lightning, tensorboard)" on a plain text log)
+CANNOT_READ = {("trainspotter", "text"): "trainspotter 0.2.6 has no plain-text log reader"}
 MAPS = {"runmedic": RUNMEDIC, "trainspotter": TRAINSPOTTER, "torchtest2": TORCHTEST2}
 
 

@@ -83,7 +83,8 @@ class Net(nn.Module):
 
 # -- data ------------------------------------------------------------------------------------
 def _standardise(x_tr, x_va):
-    mu, sd = x_tr.mean(0), x_tr.std(0) + 1e-8
+    mu, sd = x_tr.mean(0), x_tr.std(0)
+    sd = np.where(sd > 1e-6, sd, 1.0)  # digits has pixels that are 0 in every training image
     return (x_tr - mu) / sd, (x_va - mu) / sd
 
 
