@@ -132,3 +132,39 @@ def misses(rows: list[dict]) -> list[str]:
                 out.append(f"MISS {r['op']} {r['task']} seed {r['seed']} {col}: found {r['ways'].get(col)}"
                            f"{' ERROR ' + r['errors'][col] if col in r['errors'] else ''}")
     return out
+
+
+def digest(rows: list[dict]) -> str:
+    """Misses grouped by operator and way in: what was said instead, and what the fault did to
+    the run (its final validation loss against the clean twins' median on the same task)."""
+    import collections
+
+    clean = collections.defaultdict(list)
+    for r in rows:
+        if r["op"] == "clean" and r.get("outcome", {}).get("val_loss_end") is not None:
+            clean[r["task"]].append(r["outcome"]["val_loss_end"])
+    lines = ["| operator | way in | missed | tasks missed | said instead (cases) | expected code at info only | "
+             "val loss at end, fault vs clean median |", "|---|---|---|---|---|---|---|"]
+    for op in EXPECTED:
+        for col in WAYS:
+            missed = [r for r in rows if r["op"] == op and hit(r, col) is False]
+            if not missed:
+                continue
+            total = sum(1 for r in rows if r["op"] == op and hit(r, col) is not None)
+            said = collections.Counter(c for r in missed for c in (r["ways"].get(col) or ["(nothing)"]))
+            tasks = collections.Counter(r["task"] for r in missed)
+            want = set(expected_codes(op, col))
+            at_info = sum(1 for r in missed if want & set(r.get("info", {}).get(col) or ()))
+            at_info = f"{at_info}/{len(missed)}" if any("info" in r for r in missed) else "not recorded"
+            effect = []
+            for task in sorted(tasks):
+                f = [r["outcome"]["val_loss_end"] for r in missed if r["task"] == task]
+                if clean[task]:
+                    effect.append(f"{task} {statistics.median(f):.3g} vs {statistics.median(clean[task]):.3g}")
+            lines.append(f"| {op} | {col} | {len(missed)}/{total} | " + ", ".join(f"{t} {n}" for t, n in sorted(tasks.items())) +
+                         " | " + ", ".join(f"{c} {n}" for c, n in said.most_common()) + f" | {at_info} | " + "; ".join(effect) + " |")
+    alarms = collections.Counter((r["task"], c, col) for r in rows if r["op"] == "clean" for col in WAYS
+                                 for c in (r["ways"].get(col) or []))
+    lines += ["", "False alarms on clean twins (task, code, way in: cases):", ""]
+    lines += [f"- {t} {c} {w}: {n}" for (t, c, w), n in sorted(alarms.items())] or ["- none"]
+    return "\n".join(lines)
