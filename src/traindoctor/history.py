@@ -277,11 +277,16 @@ class RunHistory:
     hparams: Mapping[str, Any] = field(default_factory=dict)
     checkpoints: tuple[Checkpoint, ...] = ()
     notes: tuple[str, ...] = ()  # e.g. "events file truncated after step 4100 (crashed run?)"
+    # What the logger says about the run itself: "RUNNING", "FINISHED", "FAILED", "KILLED" (MLflow's
+    # RunStatus), "" when the format does not record it. A crashed run is what people come with.
+    status: str = ""
+    meta: Mapping[str, Any] = field(default_factory=dict)  # run id, name, experiment, times, tags
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "series", dict(self.series))
         object.__setattr__(self, "checkpoints", tuple(self.checkpoints))
         object.__setattr__(self, "notes", tuple(self.notes))
+        object.__setattr__(self, "meta", dict(self.meta))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Iterable[float]], **kwargs) -> RunHistory:
@@ -356,6 +361,7 @@ class RunHistory:
         return replace(self, series={n: s.normalized() for n, s in self.series.items()})
 
     def source(self) -> dict:
+        extra = {k: v for k, v in (("status", self.status), ("meta", self.meta)) if v}
         return {
             "path": self.path,
             "format": self.format,
@@ -366,4 +372,5 @@ class RunHistory:
             ],
             "checkpoints": [c.to_dict() for c in self.checkpoints],
             "notes": list(self.notes),
+            **extra,
         }
