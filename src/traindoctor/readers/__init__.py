@@ -139,9 +139,10 @@ def load_runs(path, *, format: str | None = None, progress=None, experiment: str
     return runs
 
 
-def load(path, *, format: str | None = None, run: str | None = None) -> RunHistory:
-    """Read one run. A folder holding several runs needs `run=` (one of the names listed)."""
-    runs = load_runs(path, format=format, run=run)
+def load(path, *, format: str | None = None, run: str | None = None, experiment: str | None = None) -> RunHistory:
+    """Read one run. A folder holding several runs needs `run=` (one of the names listed);
+    an MLflow tracking server needs `experiment=` unless `run=` is a run id."""
+    runs = load_runs(path, format=format, run=run, experiment=experiment)
     if run is not None:
         match = [r for r in runs if run_matches(r, run)]
         if not match:

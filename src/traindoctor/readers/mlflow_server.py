@@ -92,7 +92,9 @@ class Server:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 raw = resp.read()
         except urllib.error.HTTPError as exc:
-            raise self._http_error(exc, endpoint) from None
+            err = self._http_error(exc, endpoint)
+            err.http_status = exc.code
+            raise err from None
         except TimeoutError:
             raise InputError(self.base, f"the tracking server did not answer within {self.timeout:g} s; "
                                         "check that it is up and not overloaded, or raise "
@@ -133,7 +135,7 @@ class Server:
         try:
             return self.call("experiments/get-by-name", query={"experiment_name": name})["experiment"]
         except InputError as exc:
-            if "RESOURCE_DOES_NOT_EXIST" in str(exc) or "does not exist" in str(exc):
+            if getattr(exc, "http_status", None) == 404:
                 raise InputError(self.base, f"no experiment named {name!r}; experiments here: "
                                             f"{self.experiment_names()}") from None
             raise
