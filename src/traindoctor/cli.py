@@ -135,9 +135,7 @@ def _parse_roles(items: list[str]) -> dict[str, str]:
 def cmd_diagnose(args) -> int:
     from .engine import diagnose
     from .errors import InputError
-    from .readers import load_runs
-
-    from .readers import run_matches
+    from .readers import load_runs, run_matches
 
     args.path = _target(args.path)
     with _reading_progress(args.path) as progress:
