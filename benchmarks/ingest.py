@@ -70,9 +70,9 @@ def make_logdir(points: int) -> Path:
     return logdir
 
 
-def run_once(name: str, logdir: Path, expected: int) -> tuple[float, float]:
+def run_once(name: str, logdir: Path, expected: int, readers=READERS) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one fresh process running one reader."""
-    code = f"LOGDIR = {str(logdir)!r}\n" + READERS[name] + (
+    code = f"LOGDIR = {str(logdir)!r}\n" + readers[name] + (
         f"\nimport sys\nif n != {expected}:\n"
         f"    sys.exit(f'{name} read {{n}} points, expected {expected}')\n"
     )
@@ -97,7 +97,11 @@ def main(argv=None) -> int:
     ap.add_argument("--points", type=int, default=1_000_000, help="scalars in the file (default 1e6)")
     ap.add_argument("--repeat", type=int, default=5, help="runs per reader; the median is reported")
     ap.add_argument("--readers", default=",".join(READERS), help="comma-separated subset")
+    ap.add_argument("--mlflow", action="store_true",
+                    help="instead: read an MLflow SQLite store (mlflow.db) of --points metric points")
     args = ap.parse_args(argv)
+    if args.mlflow:
+        return mlflow_db(args.points, args.repeat)
     logdir = make_logdir(args.points)
     expected = (args.points // N_TAGS) * N_TAGS
     size = sum(f.stat().st_size for f in logdir.glob("events.out.tfevents*"))
@@ -122,6 +126,70 @@ def main(argv=None) -> int:
         for name, (w, _, _) in results.items():
             if name != "traindoctor":
                 print(f"traindoctor is {w / base:.1f}x faster than {name}")
+    return 0
+
+
+# -- MLflow's SQLite store ------------------------------------------------------------------------
+MLFLOW_READERS = {
+    "traindoctor": """
+import traindoctor as td
+runs = td.load_runs(LOGDIR)
+n = sum(len(s) for r in runs for s in r.series.values())
+""",
+}
+
+
+def make_mlflow_db(points: int) -> Path:
+    """mlflow.db holding one run of `points` metric points over N_TAGS keys, written by the real
+    mlflow client's log_batch (1,000 points a call, the client's limit); cached like the events file."""
+    steps = points // N_TAGS
+    db = DATA / f"mlflow_{steps}x{N_TAGS}" / "mlflow.db"
+    done = db.parent / "DONE"
+    if done.exists():
+        return db
+    import shutil
+
+    import numpy as np
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    shutil.rmtree(db.parent, ignore_errors=True)
+    db.parent.mkdir(parents=True)
+    print(f"writing {steps * N_TAGS:,} metric points to {db} with mlflow (once; cached) ...", file=sys.stderr)
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    run = client.create_run(client.create_experiment("bench"), run_name="big").info.run_id
+    rng = np.random.default_rng(0)
+    vals = rng.standard_normal((steps, N_TAGS)).tolist()
+    tags = [f"metric_{i}/{'train' if i % 2 else 'val'}" for i in range(N_TAGS)]
+    batch = []
+    for step in range(steps):
+        ts = 1_700_000_000_000 + step
+        batch += [Metric(tag, vals[step][i], ts, step) for i, tag in enumerate(tags)]
+        if len(batch) >= 1000:
+            client.log_batch(run, metrics=batch)
+            batch = []
+    if batch:
+        client.log_batch(run, metrics=batch)
+    client.set_terminated(run)
+    done.write_text(str(steps * N_TAGS))
+    return db
+
+
+def mlflow_db(points: int, repeat: int) -> int:
+    """traindoctor reading every point of an mlflow.db, in fresh processes (target: 1M in <= 1.5 s)."""
+    import os
+
+    db = make_mlflow_db(points)
+    expected = (points // N_TAGS) * N_TAGS
+    walls, rss = [], []
+    for _ in range(repeat):
+        w, r = run_once("traindoctor", db, expected, MLFLOW_READERS)
+        walls.append(w)
+        rss.append(r)
+    print(f"\nmlflow.db: {expected:,} metric points, {N_TAGS} keys, one run, {db.stat().st_size / 2**20:.0f} MiB; "
+          f"median of {repeat} fresh processes; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    print(f"traindoctor  wall s (median) {statistics.median(walls):.2f}  peak RSS MiB {max(rss):.0f}   "
+          f"all runs (s) {' '.join(f'{x:.2f}' for x in walls)}")
     return 0
 
 

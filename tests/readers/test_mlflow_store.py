@@ -363,6 +363,29 @@ def test_truncated_or_foreign_database_is_one_line_exit_2(world, tmp_path, capsy
     assert "no such file" in capsys.readouterr().err
 
 
+def test_writer_killed_mid_write_leaves_a_hot_journal(world, tmp_path, capsys):
+    """SQLite leaves mlflow.db-journal when a writer dies inside a transaction; a read-only
+    reader may not roll it back (that is a write), so it says how to recover, in one line."""
+    db = tmp_path / "mlflow.db"
+    db.write_bytes(world["db"].read_bytes())
+    writer = textwrap.dedent(f"""
+        import os, signal, sqlite3
+        c = sqlite3.connect({str(db)!r}, isolation_level=None)
+        c.execute("PRAGMA cache_size=1")  # spill pages to the file, so the journal is hot
+        c.execute("BEGIN IMMEDIATE")
+        for i in range(5000):
+            c.execute("INSERT INTO metrics VALUES ('k', ?, ?, {world['runs']['baseline']!r}, ?, 0)", (i, i, i))
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    subprocess.run([sys.executable, "-c", writer], check=False)
+    assert Path(f"{db}-journal").exists()
+    for target in (db, tmp_path):
+        assert main(["diagnose", str(target)]) == 2
+        err = capsys.readouterr().err
+        assert "mlflow.db-journal is left from a writer that died mid-write" in err
+        assert len(err.strip().splitlines()) == 1
+
+
 def test_nan_and_infinity_survive_both_paths(world):
     rid = world["runs"]["odd-values"]
     for h in (td.load(world["db"], run=rid), td.load(world["url"], run=rid)):

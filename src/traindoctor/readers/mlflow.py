@@ -29,9 +29,13 @@ def _is_run_dir(d: Path) -> bool:
 
 
 def _is_sqlite_store(f: Path) -> bool:
-    from .mlflow_sqlite import is_store
+    from .mlflow_sqlite import is_store, looks_like_sqlite
 
-    return f.suffix.lower() in _DB_SUFFIXES and is_store(f)
+    if f.suffix.lower() not in _DB_SUFFIXES:
+        return False
+    # a hot journal (a writer died mid-write) stops a read-only open: claim it, so that reading
+    # it reports how to recover instead of the folder looking empty
+    return is_store(f) or (looks_like_sqlite(f) and Path(f"{f}-journal").exists())
 
 
 def discover(root: Path, files: list[Path] | None = None) -> list[Path]:

@@ -94,8 +94,8 @@ def open_store(path) -> Store:
         conn = _connect(path)
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     except sqlite3.Error as exc:
-        raise InputError(path, f"cannot open this SQLite database read-only ({exc}); "
-                               "check the file's permissions and that it is not truncated") from None
+        hint = _journal_hint(path) or "; check the file's permissions and that it is not truncated"
+        raise InputError(path, f"cannot open this SQLite database read-only ({exc}){hint}") from None
     missing = [t for t in _TABLES if t not in tables]
     if missing:
         conn.close()
@@ -180,7 +180,8 @@ def read_metrics(store: Store, run_id: str, since: dict | None = None) -> tuple[
         try:
             rows = np.fromiter(store.conn.execute(sql, args), dtype=_ROW)
         except sqlite3.Error as exc:
-            raise InputError(store.path, f"cannot read metric {key!r} of run {run_id} ({exc})") from None
+            raise InputError(store.path, f"cannot read metric {key!r} of run {run_id} ({exc})"
+                                         f"{_journal_hint(store.path)}") from None
         if last is not None:
             rows = rows[unseen(rows["timestamp"], rows["step"], rows["value"], last)]
         if rows.size == 0:
@@ -198,4 +199,13 @@ def _query(store: Store, sql: str, args=()) -> list[tuple]:
         return store.conn.execute(sql, args).fetchall()
     except sqlite3.Error as exc:
         raise InputError(store.path, f"cannot read MLflow's tables ({exc}); schema revision "
-                                     f"{store.revision or 'unknown'}") from None
+                                     f"{store.revision or 'unknown'}{_journal_hint(store.path)}") from None
+
+
+def _journal_hint(path: Path) -> str:
+    # A writer killed inside a transaction leaves a hot journal that only a writable connection
+    # may roll back; we open read-only on purpose, so say how to recover instead.
+    if Path(f"{path}-journal").exists():
+        return (f"; {Path(path).name}-journal is left from a writer that died mid-write: let mlflow "
+                "(or `sqlite3 mlflow.db 'PRAGMA integrity_check'`) open the file once to roll it back")
+    return ""

@@ -38,13 +38,14 @@ def sqlite_path(target) -> Path | None:
 
 
 def is_target(target) -> bool:
-    """A tracking server URL, a sqlite:/// URI, or a file that is an MLflow SQLite store."""
+    """A tracking server URL, a sqlite:/// URI, or a SQLite file (read as an MLflow store: one that
+    is not, or cannot be opened, gets a one-line error saying so, not "binary file")."""
     if is_url(target) or sqlite_path(target) is not None:
         return True
     if isinstance(target, str) and "://" in target:
         return False
     p = Path(target).expanduser()
-    return p.is_file() and sq.is_store(p)
+    return p.is_file() and sq.looks_like_sqlite(p)
 
 
 def load_runs(target, *, experiment: str | None = None, run: str | None = None, progress=None) -> list[RunHistory]:
