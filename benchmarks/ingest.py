@@ -70,7 +70,7 @@ def make_logdir(points: int) -> Path:
     return logdir
 
 
-def run_once(name: str, logdir: Path, expected: int, readers=READERS) -> tuple[float, float]:
+def run_once(name: str, logdir: Path, expected: int, readers=READERS, cpu: list | None = None) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one fresh process running one reader."""
     code = f"LOGDIR = {str(logdir)!r}\n" + readers[name] + (
         f"\nimport sys\nif n != {expected}:\n"
@@ -82,13 +82,15 @@ def run_once(name: str, logdir: Path, expected: int, readers=READERS) -> tuple[f
         "t = time.perf_counter()\n"
         "rc = subprocess.run([sys.executable, '-c', sys.argv[1]]).returncode\n"
         "dt = time.perf_counter() - t\n"
-        "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
-        "print(json.dumps({'rc': rc, 'wall': dt, 'rss': rss}))\n"
+        "ru = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+        "print(json.dumps({'rc': rc, 'wall': dt, 'rss': ru.ru_maxrss / 1024, 'cpu': ru.ru_utime + ru.ru_stime}))\n"
     )
     out = subprocess.run([sys.executable, "-c", helper, code], capture_output=True, text=True)
     res = json.loads(out.stdout.strip().splitlines()[-1])
     if res["rc"] != 0:
         sys.exit(f"{name} failed:\n{out.stderr}")
+    if cpu is not None:
+        cpu.append(res["cpu"])  # CPU seconds: what the wall time would be on an idle machine
     return res["wall"], res["rss"]
 
 
@@ -181,15 +183,15 @@ def mlflow_db(points: int, repeat: int) -> int:
 
     db = make_mlflow_db(points)
     expected = (points // N_TAGS) * N_TAGS
-    walls, rss = [], []
+    walls, rss, cpus = [], [], []
     for _ in range(repeat):
-        w, r = run_once("traindoctor", db, expected, MLFLOW_READERS)
+        w, r = run_once("traindoctor", db, expected, MLFLOW_READERS, cpus)
         walls.append(w)
         rss.append(r)
     print(f"\nmlflow.db: {expected:,} metric points, {N_TAGS} keys, one run, {db.stat().st_size / 2**20:.0f} MiB; "
           f"median of {repeat} fresh processes; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
-    print(f"traindoctor  wall s (median) {statistics.median(walls):.2f}  peak RSS MiB {max(rss):.0f}   "
-          f"all runs (s) {' '.join(f'{x:.2f}' for x in walls)}")
+    print(f"traindoctor  wall s (median) {statistics.median(walls):.2f}  CPU s (median) {statistics.median(cpus):.2f}  "
+          f"peak RSS MiB {max(rss):.0f}   all runs wall (s) {' '.join(f'{x:.2f}' for x in walls)}")
     return 0
 
 

@@ -32,6 +32,7 @@ from traindoctor.cli import main
 from traindoctor.readers.mlflow_store import read_new_points
 
 mlflow = pytest.importorskip("mlflow")
+pytestmark = pytest.mark.slow  # starts a real `mlflow server` (tens of seconds on a busy machine)
 pytest.importorskip("mlflow.server", reason="the server test needs the full mlflow package, not mlflow-skinny")
 
 T0 = 1_700_000_000_000  # ms; explicit timestamps so the expected wall times are known exactly

@@ -24,6 +24,11 @@ _DBL_MAX = np.finfo(np.float64).max
 STATUS_NAMES = {1: "RUNNING", 2: "SCHEDULED", 3: "FINISHED", 4: "FAILED", 5: "KILLED"}
 
 
+def is_url(target) -> bool:
+    """A tracking server's address (http:// or https://)."""
+    return isinstance(target, str) and target.split("://", 1)[0].lower() in ("http", "https")
+
+
 @dataclass(frozen=True)
 class MlflowRun:
     """One MLflow run's identity, as every store describes it."""

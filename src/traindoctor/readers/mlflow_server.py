@@ -39,10 +39,6 @@ _RUNS_PAGE = 1000
 _DEFAULT_TIMEOUT = 30.0
 
 
-def is_url(target) -> bool:
-    return isinstance(target, str) and target.split("://", 1)[0].lower() in ("http", "https")
-
-
 @dataclass(frozen=True)
 class Server:
     """Where the server is, and what the URL itself named (a link copied from the MLflow UI,

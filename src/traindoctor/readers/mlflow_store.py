@@ -18,8 +18,7 @@ from ..errors import InputError
 from ..history import RunHistory, Series
 from . import Part
 from . import mlflow_sqlite as sq
-from .mlflow_common import MlflowRun, cast_param, run_meta, select_runs, status_notes, unique_labels
-from .mlflow_server import Server, is_url, params_of
+from .mlflow_common import MlflowRun, cast_param, is_url, run_meta, select_runs, status_notes, unique_labels
 
 FORMAT = "mlflow"
 
@@ -86,6 +85,8 @@ def store_parts(path: Path, *, experiment=None, run=None, progress=None) -> list
 
 # -- tracking server -----------------------------------------------------------------------------
 def _server_runs(url: str, experiment, run, progress) -> list[RunHistory]:
+    from .mlflow_server import Server, params_of  # urllib.request: only for servers
+
     server = Server.parse(url)
     experiment = experiment or server.experiment_id
     run = run or server.run_id
@@ -116,7 +117,7 @@ def _server_runs(url: str, experiment, run, progress) -> list[RunHistory]:
     return out
 
 
-def _experiment(server: Server, experiment: str) -> dict:
+def _experiment(server, experiment: str) -> dict:
     try:
         return server.experiment_by_name(experiment)
     except InputError:
@@ -181,6 +182,8 @@ def read_new_points(target, run_id: str, cursor: dict | None = None) -> NewPoint
     are fetched again (the REST API has no "since" filter) and the old points are cut off here.
     """
     if is_url(target):
+        from .mlflow_server import Server
+
         server = Server.parse(str(target))
         r, data = server.get_run(run_id)
         series, notes, cur = server.read_metrics(r.run_id, data, since=cursor)
