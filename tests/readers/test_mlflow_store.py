@@ -197,7 +197,8 @@ def world(tmp_path_factory):
 
 
 def _by_id(histories):
-    return {h.meta["run_id"]: h for h in histories}
+    """The world's runs (the follow tests add experiments of their own)."""
+    return {h.meta["run_id"]: h for h in histories if h.meta["experiment"] in ("digits", "sweep")}
 
 
 def _assert_points(series, pts):
@@ -278,7 +279,7 @@ def test_cli_lists_runs_and_diagnoses_each_or_the_one_named(world, capsys, monke
     assert "runs in an MLflow SQLite store, schema revision" in out
     for line in ("digits/crashed", "RUNNING", "sweep/lr-5", "FAILED", "digits/overfit", "150 points to step 149"):
         assert line in out
-    assert out.count("traindoctor diagnose: ") == len(world["runs"])
+    assert out.count("traindoctor diagnose: ") == len(td.load_runs(world["db"]))
     # one run, by name, by id prefix; on the server, within an experiment
     rid = world["runs"]["lr-5"]
     for args in ([str(world["db"]), "--run", "lr-5"], [str(world["db"]), "--run", rid[:10]],
@@ -310,8 +311,8 @@ def test_compare_across_the_runs_of_an_experiment(world):
 
 def test_folder_holding_mlflow_db_and_its_artifacts(world):
     runs = td.load_runs(world["tmp"])  # mlflow.db beside server.log and the artifacts folder
-    assert {h.meta["run_id"] for h in runs} == set(world["runs"].values())
-    assert all(h.run.startswith(("digits/", "sweep/")) for h in runs)
+    assert set(_by_id(runs)) == set(world["runs"].values())
+    assert all(h.run.startswith(("digits/", "sweep/", "follow-")) for h in runs)
     assert td.load_runs(world["tmp"] / "mlflow.db", experiment="sweep", run="lr-0.5")[0].hparams["lr"] == 0.5
 
 
@@ -323,9 +324,37 @@ def test_reading_never_writes(world):
     assert sorted(p.name for p in world["db"].parent.iterdir()) == names  # no journal left behind
 
 
+def test_reading_while_mlflow_logs_never_breaks_the_writer(world):
+    """A training process keeps logging (real client, its own thread) while we read the store over
+    and over: every one of its writes succeeds, and the last read has every point."""
+    import threading
+
+    client = world["client"]
+    rid = client.create_run(client.create_experiment("follow-busy"), run_name="busy").info.run_id
+    errors = []
+
+    def train():
+        try:
+            for s in range(80):
+                client.log_metric(rid, "train_loss", 1.0 / (s + 1), timestamp=T0 + s, step=s)
+        except Exception as exc:  # the assertion below reports it
+            errors.append(exc)
+
+    t = threading.Thread(target=train)
+    t.start()
+    reads = 0
+    while t.is_alive():
+        td.load_runs(world["db"], run=rid)
+        reads += 1
+    t.join()
+    assert errors == [] and reads > 1
+    assert td.load(world["db"], run=rid)["train_loss"].steps.tolist() == list(range(80))
+    client.set_terminated(rid)
+
+
 def test_read_new_points_follows_a_running_run(world):
     client = world["client"]
-    rid = client.create_run(world["digits"], run_name="live").info.run_id
+    rid = client.create_run(client.create_experiment("follow-live"), run_name="live").info.run_id
     for s in range(10):
         client.log_metric(rid, "train_loss", 1.0 / (s + 1), timestamp=T0 + s, step=s)
     for target in (world["db"], world["url"]):

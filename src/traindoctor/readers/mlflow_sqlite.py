@@ -11,7 +11,8 @@ revision read is `alembic_version.version_num`):
 
 Read with the standard library's sqlite3 and no mlflow import. The file is opened read-only
 (`mode=ro`): we never write to it, and a training process logging to it waits at most for one of
-our queries (one metric of one run), because each query is its own short read transaction.
+our queries (one metric of one run), because each query is its own short read transaction;
+MLflow's sessions wait up to 20 s for a lock (PRAGMA busy_timeout = 20000, mlflow/store/db/utils.py).
 
 Speed: a Python sqlite3 row costs most of a microsecond, so each row is three numbers that go
 straight from the cursor into one float64 array (np.fromiter over the flattened rows: 20% less
