@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_flags(p)
 
     c = sub.add_parser("compare", help="several runs side by side: what changed, what helped")
-    c.add_argument("paths", nargs="+", help="run folders or log files")
+    c.add_argument("paths", nargs="+", help="run folders or log files, an mlflow.db, an MLflow server URL")
+    c.add_argument("--experiment", metavar="NAME", help="MLflow: compare the runs of this experiment")
     _add_output_flags(c)
 
     e = sub.add_parser("explain", help="what a finding code means, how it is detected, what fixes it")
@@ -141,10 +142,6 @@ def cmd_diagnose(args) -> int:
     with _reading_progress(args.path) as progress:
         runs = load_runs(args.path, format=args.format, progress=progress,
                          experiment=args.experiment, run=args.run)
-    if args.experiment is not None:
-        runs = [r for r in runs if args.experiment in (r.meta.get("experiment"), r.meta.get("experiment_id"))]
-        if not runs:
-            raise InputError(args.path, f"no MLflow experiment named {args.experiment!r} here")
     if args.run is not None:
         found = runs
         runs = [r for r in runs if run_matches(r, args.run)]

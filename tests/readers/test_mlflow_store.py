@@ -297,7 +297,7 @@ def test_cli_lists_runs_and_diagnoses_each_or_the_one_named(world, capsys, monke
     assert "no experiment named 'nope'" in err and "'sweep'" in err and len(err.strip().splitlines()) == 1
 
 
-def test_compare_across_the_runs_of_an_experiment(world):
+def test_compare_across_the_runs_of_an_experiment(world, capsys):
     from traindoctor.compare import compare  # td.compare is shadowed by its module once imported
 
     c = compare([f"{world['url']}/#/experiments/{world['sweep']}"])
@@ -307,6 +307,11 @@ def test_compare_across_the_runs_of_an_experiment(world):
     trained = [h for h in td.load_runs(world["db"], experiment="digits") if h.meta["run_name"] in ("overfit", "baseline")]
     c = compare(trained)
     assert c.hparams_differ == {"lr": (1.0, 0.1), "n_train": (60, 600)}
+    for target in (world["url"], str(world["db"])):
+        assert main(["compare", target, "--experiment", "sweep"]) in (0, 1)
+        out = capsys.readouterr().out
+        assert "traindoctor compare: 2 runs" in out and "hyperparameters that differ" in out
+        assert "sweep/lr-5" in out and "run_id" not in out
 
 
 def test_folder_holding_mlflow_db_and_its_artifacts(world):

@@ -133,6 +133,12 @@ def load_runs(path, *, format: str | None = None, progress=None, experiment: str
                                "W&B run folders, CSV/JSONL with a step or epoch column, or a text log "
                                "with loss values")
     runs = _group(parts, root)
+    if experiment is not None:  # MLflow runs found in a folder (mlruns/, mlflow.db)
+        found = sorted({str(r.meta.get("experiment")) for r in runs if r.meta.get("experiment")})
+        runs = [r for r in runs if experiment in (r.meta.get("experiment"), r.meta.get("experiment_id"))]
+        if not runs:
+            raise InputError(root, f"no MLflow experiment named {experiment!r} here; experiments: "
+                                   f"{', '.join(map(repr, found)) or 'none'}")
     notes_from_errors = [str(e) for e in errors]
     if notes_from_errors:
         runs = [_add_notes(r, notes_from_errors) for r in runs]
