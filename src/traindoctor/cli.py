@@ -160,7 +160,8 @@ def cmd_diagnose(args) -> int:
         missing = sorted(set(roles) - set().union(*(run.series for run in runs)))
         if missing:
             raise InputError(args.path, f"--role names {', '.join(missing)}, which this run does not have")
-    if len(runs) > 1 and not args.json and getattr(args, "md", None) != "-":
+    listed = len(runs) > 1 or any(r.meta.get("schema_revision") for r in runs)  # MLflow: say what was read
+    if listed and not args.json and getattr(args, "md", None) != "-":
         print(run_listing(runs))
     emit(reports, args)
     return EXIT_FINDINGS if any(r.fails(args.fail_on) for r in reports) else EXIT_OK
@@ -193,10 +194,11 @@ def run_listing(runs) -> str:
         rows.append((r.run or r.path, r.status or "-", length))
     w0 = max(len(a) for a, _, _ in rows)
     w1 = max(len(b) for _, b, _ in rows)
-    head = f"{len(runs)} runs (name, status, longest series):"
+    n = f"{len(runs)} run{'s' if len(runs) != 1 else ''}"
+    head = f"{n} (name, status, longest series):"
     revision = next((r.meta.get("schema_revision") for r in runs if r.meta.get("schema_revision")), None)
     if revision:
-        head = f"{len(runs)} runs in an MLflow SQLite store, schema revision {revision} (name, status, longest series):"
+        head = f"{n} in an MLflow SQLite store, schema revision {revision} (name, status, longest series):"
     return "\n".join([head] + [f"  {a:<{w0}}  {b:<{w1}}  {c}" for a, b, c in rows]) + "\n"
 
 

@@ -133,6 +133,8 @@ def _looks_like_run_id(text: str) -> bool:
 # -- shared ---------------------------------------------------------------------------------------
 def _part(r: MlflowRun, label: str, series: dict[str, Series], params: dict, notes: list[str],
           run_dir: Path | None, **meta_extra) -> Part:
+    if not series:
+        notes = [*notes, "this run has logged no metrics (yet)"]
     return Part(
         series, run_dir if run_dir is not None else Path(r.run_id), FORMAT,
         hparams={k: cast_param(v) for k, v in params.items()},
