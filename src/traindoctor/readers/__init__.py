@@ -32,6 +32,8 @@ READERS = (
     "tensorboard",
     "lightning_csv",
     "hf_trainer",
+    "detectron2",
+    "mmengine",
     "mlflow",
     "wandb",
     "tabular",
@@ -55,11 +57,15 @@ class Part:
     # same-named series of merge parts are joined, the later part winning a duplicate step,
     # instead of being kept apart as "name#2".
     merge: bool = False
+    source: str = ""  # the file or folder read (set by load_runs): --show-series names it per series
+    stats: dict[str, Any] = field(default_factory=dict)  # how much of the file was understood (text logs)
+    # checkpoints the log itself names (HF's best_model_checkpoint), beside those found on disk
+    checkpoints: list[Checkpoint] = field(default_factory=list)
     # Readers of run databases (MLflow's mlflow.db) know more than a folder name can say:
     run: str | None = None  # the run's name ("experiment/run name"), instead of its folder
     status: str = ""  # RunHistory.status: RUNNING, FINISHED, FAILED, KILLED
     meta: dict[str, Any] = field(default_factory=dict)  # RunHistory.meta
-    checkpoints: tuple[Checkpoint, ...] | None = None  # None: look beside run_dir
+    search_disk: bool = True  # False: run_dir is not a folder on disk (a run inside mlflow.db)
 
 
 def _reader(name: str):
@@ -121,7 +127,9 @@ def load_runs(path, *, format: str | None = None, progress=None, experiment: str
         # a unit may hold several runs (one Part each): an mlflow.db found in a folder
         for part in got if isinstance(got, list) else [got]:
             if part is not None and part.series:
-                parts.append(part)
+                if not part.source:
+                    part.source = str(unit)
+                parts.append(cumulative_time(part))
     if progress is not None:
         progress(len(todo), len(todo), None)
     if not parts:
@@ -172,6 +180,61 @@ def run_matches(run: RunHistory, wanted: str) -> bool:
     return wanted in (run.run, rid, meta.get("run_name")) or (len(wanted) >= 8 and rid.startswith(wanted))
 
 
+# tokens of a rate's name (it/s, samples_per_second): a rate that only grows is a warm-up, not a clock
+_RATE_TOKENS = {"it", "its", "s", "per", "throughput", "samples", "tokens", "rate", "fps"}
+
+
+def is_cumulative_time(s: Series) -> bool:
+    """A time column that only grows, from near zero to many times its first value: seconds
+    since the start (ultralytics' results.csv `time`, a logger's `elapsed`), not seconds per step.
+
+    Five points at least, never falling, rising at 80% of them, ending at least twice as high as
+    it began: a per-step or per-epoch time jitters up and down; a rate is excluded by its name.
+    """
+    if s.role != "time" or len(s) < 5:
+        return False
+    from ..history import _tokens
+
+    if _RATE_TOKENS & set(_tokens(s.name)):
+        return False
+    import numpy as np
+
+    v = s.normalized().values
+    v = v[np.isfinite(v)]
+    if v.size < 5:
+        return False
+    d = np.diff(v)
+    return bool((d >= 0).all() and (d > 0).mean() >= 0.8 and v[-1] >= 2 * v[0] and v[-1] > 0)
+
+
+def cumulative_time(part: Part) -> Part:
+    """Cumulative time columns become the wall clock of the part's other series (so throughput
+    reads intervals, not a 'step time' that only grows) and lose the `time` role."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    cum = [n for n, s in part.series.items() if is_cumulative_time(s)]
+    if not cum:
+        return part
+    series = dict(part.series)
+    clock = series[cum[0]].normalized()
+    ok = np.isfinite(clock.values)
+    cx, cv = clock.steps[ok], clock.values[ok]
+    for name in cum:
+        series[name] = replace(series[name], role="other")
+    for name, s in series.items():
+        if name in cum or s.wall_times is not None or len(s) == 0:
+            continue
+        inside = (s.steps >= cx[0]) & (s.steps <= cx[-1])
+        walls = np.where(inside, np.interp(s.steps, cx, cv), np.nan)
+        if inside.any():
+            series[name] = replace(s, wall_times=walls)
+    note = (f"{', '.join(cum)}: seconds since the start (it only grows), read as the wall clock of "
+            "the other series, not as seconds per step")
+    return replace(part, series=series, notes=[*part.notes, note])
+
+
 def _add_notes(run: RunHistory, notes: list[str]) -> RunHistory:
     from dataclasses import replace
 
@@ -188,23 +251,30 @@ def _group(parts: list[Part], root: Path) -> list[RunHistory]:
         series: dict[str, Series] = {}
         hparams: dict[str, Any] = {}
         notes: list[str] = []
+        named: list[Checkpoint] = []
         formats = []
         merged: set[str] = set()
+        files: dict[str, str] = {}
+        stats: dict[str, dict] = {}
         label = next((p.run for p in group if p.run), None)
         status = next((p.status for p in group if p.status), "")
         meta: dict[str, Any] = {}
-        ckpts = next((p.checkpoints for p in group if p.checkpoints is not None), None)
+        search_disk = all(p.search_disk for p in group)
         for p in group:
+            if p.stats:
+                stats[p.source] = p.stats
             for name, s in p.series.items():
                 if p.merge and name in merged:
                     series[name] = _concat(series[name], s)
                     continue
                 key = name if name not in series else _unique(name, series)
                 series[key] = s
+                files[key] = p.source
                 if p.merge:
                     merged.add(key)
             hparams.update(p.hparams)
             notes.extend(p.notes)
+            named.extend(p.checkpoints)
             meta.update(p.meta)
             if p.format not in formats:
                 formats.append(p.format)
@@ -220,8 +290,10 @@ def _group(parts: list[Part], root: Path) -> list[RunHistory]:
                 format="+".join(formats),
                 run=label or ("" if rel == "." else rel),
                 hparams=hparams,
-                checkpoints=tuple(find_checkpoints(run_dir) if ckpts is None else ckpts),
+                checkpoints=tuple(merge_checkpoints(find_checkpoints(run_dir) if search_disk else [], named)),
                 notes=tuple(notes),
+                files=files,
+                parse_stats=stats,
                 status=status,
                 meta=meta,
             )
@@ -329,6 +401,23 @@ def find_checkpoints(run_dir: Path, max_depth: int = 4) -> list[Checkpoint]:
             if d.is_dir() and d.name.lower() in _CKPT_DIR_NAMES:
                 found.update(_walk_checkpoints(d, 2))
     return sorted(found.values(), key=lambda c: (c.step is None, c.step or 0, c.epoch or 0, c.path))
+
+
+def merge_checkpoints(found: list[Checkpoint], named: list[Checkpoint]) -> list[Checkpoint]:
+    """Checkpoints on disk plus those a log names (HF's best_model_checkpoint): a named one that
+    is on disk (same folder or file name) lends it its tag; one that is not is listed as named."""
+    from dataclasses import replace
+
+    out = list(found)
+    for ck in named:
+        base = re.split(r"[\\/]", ck.path.rstrip("/\\"))[-1]
+        same = [i for i, c in enumerate(out) if Path(c.path).name == base]
+        if same:
+            i = same[0]
+            out[i] = replace(out[i], tag=ck.tag or out[i].tag, step=out[i].step if out[i].step is not None else ck.step)
+        else:
+            out.append(ck)
+    return sorted(out, key=lambda c: (c.step is None, c.step or 0, c.epoch or 0, c.path))
 
 
 def _walk_checkpoints(root: Path, max_depth: int) -> dict[str, Checkpoint]:

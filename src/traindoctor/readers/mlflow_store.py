@@ -139,29 +139,30 @@ def _part(r: MlflowRun, label: str, series: dict[str, Series], params: dict, not
         series, run_dir if run_dir is not None else Path(r.run_id), FORMAT,
         hparams={k: cast_param(v) for k, v in params.items()},
         notes=status_notes(r) + notes, run=label, status=r.status,
-        meta=run_meta(r, **meta_extra), checkpoints=_artifact_checkpoints(r.artifact_uri))
+        meta=run_meta(r, **meta_extra), checkpoints=_artifact_checkpoints(r.artifact_uri),
+        search_disk=False)  # the run's "folder" is inside mlflow.db: beside it lie other runs' files
 
 
 def _history(part: Part, path: str | None = None) -> RunHistory:
     return RunHistory(part.series, path=path or str(part.run_dir), format=part.format, run=part.run or "",
-                      hparams=part.hparams, checkpoints=part.checkpoints or (), notes=tuple(part.notes),
+                      hparams=part.hparams, checkpoints=tuple(part.checkpoints), notes=tuple(part.notes),
                       status=part.status, meta=part.meta)
 
 
-def _artifact_checkpoints(artifact_uri: str) -> tuple:
+def _artifact_checkpoints(artifact_uri: str) -> list:
     """Checkpoints the run logged as artifacts, when they sit on this machine's disk."""
     if not artifact_uri:
-        return ()
+        return []
     if artifact_uri.startswith("file:"):
         artifact_uri = urllib.parse.unquote(urllib.parse.urlsplit(artifact_uri).path)
     elif "://" in artifact_uri or ":" in artifact_uri.split("/", 1)[0]:
-        return ()  # s3://, gs://, mlflow-artifacts:, dbfs:
+        return []  # s3://, gs://, mlflow-artifacts:, dbfs:
     d = Path(artifact_uri)
     if not d.is_dir():
-        return ()
+        return []
     from . import find_checkpoints
 
-    return tuple(c for c in find_checkpoints(d) if Path(c.path).is_relative_to(d))
+    return [c for c in find_checkpoints(d) if Path(c.path).is_relative_to(d)]
 
 
 # -- following a live run -------------------------------------------------------------------------
