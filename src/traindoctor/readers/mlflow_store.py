@@ -135,12 +135,14 @@ def _part(r: MlflowRun, label: str, series: dict[str, Series], params: dict, not
           run_dir: Path | None, **meta_extra) -> Part:
     if not series:
         notes = [*notes, "this run has logged no metrics (yet)"]
-    return Part(
+    from . import cumulative_time  # an "elapsed" metric becomes the clock, as for every format
+
+    return cumulative_time(Part(
         series, run_dir if run_dir is not None else Path(r.run_id), FORMAT,
         hparams={k: cast_param(v) for k, v in params.items()},
         notes=status_notes(r) + notes, run=label, status=r.status,
         meta=run_meta(r, **meta_extra), checkpoints=_artifact_checkpoints(r.artifact_uri),
-        search_disk=False)  # the run's "folder" is inside mlflow.db: beside it lie other runs' files
+        search_disk=False))  # the run's "folder" is inside mlflow.db: beside it lie other runs' files
 
 
 def _history(part: Part, path: str | None = None) -> RunHistory:
