@@ -198,8 +198,8 @@ def _token_imbalance(ctx, labels, *, max_token_share: float = 0.3, max_labelled_
     a character-level one (the space), so a token above 30% of the labelled positions is repeated
     by the pipeline (padding or EOS left in the labels), or the labels are not text. Labelled
     positions where attention_mask is 0 are padding the model is trained to predict (HF: set those
-    labels to -100). With at most 256 classes (token classification, bytes) a dominant class is
-    reported as info with weights, as for one label per example.
+    labels to -100). Labels that repeat the input ids (shifted or not) are language modelling; other
+    per-token labels with at most 256 classes (token classification) get info with weights instead.
     """
     t, ii = ctx.targets, ignore_index_of(ctx.loss_fn)
     if labels.numel() < 2:
@@ -245,7 +245,7 @@ def _token_imbalance(ctx, labels, *, max_token_share: float = 0.3, max_labelled_
                        "  # or DataCollatorForLanguageModeling(tokenizer, mlm=False)"),),
         )
         return
-    vocab_like = classes is None or classes > vocabulary
+    vocab_like = classes is None or classes > vocabulary or _repeats_inputs(ctx, t, labelled & (t != d["top"]))
     yield Finding(
         "class_imbalance", "warning" if vocab_like else "info",
         f"{'Token' if vocab_like else 'Class'} {d['top']} is {top_pct}% of the {n} labelled positions "
@@ -266,6 +266,20 @@ def _token_imbalance(ctx, labels, *, max_token_share: float = 0.3, max_labelled_
              "each class contributes equally to the gradient",
              "loss_fn = nn.CrossEntropyLoss(weight=class_weights)  # w_c = N / (C * n_c)"),),
     )
+
+
+def _repeats_inputs(ctx, t, where) -> bool:
+    """Language modelling: the labels (at `where`) mostly equal the input ids, as given or shifted by one."""
+    if not bool(where.any()) or t.dim() != 2:
+        return False
+    for ids in input_tensors(ctx.inputs):
+        if not integer_labels(ids) or tuple(ids.shape) != tuple(t.shape):
+            continue
+        same = float((t == ids)[where].float().mean())
+        shifted = float((t[:, :-1] == ids[:, 1:])[where[:, :-1]].float().mean()) if t.shape[1] > 1 else 0.0
+        if max(same, shifted) >= 0.5:
+            return True
+    return False
 
 
 @probe("init_loss_mismatch")

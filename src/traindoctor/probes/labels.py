@@ -142,7 +142,7 @@ def distribution(values) -> dict:
     uniq, counts = torch.unique(values, return_counts=True)
     p = counts.double() / counts.sum()
     i = int(counts.argmax())
-    return {"entropy": float(-(p * p.log()).sum()), "top": int(uniq[i]), "top_share": float(p[i]),
+    return {"entropy": float(-(p * p.log()).sum()) + 0.0, "top": int(uniq[i]), "top_share": float(p[i]),
             "distinct": int(uniq.numel())}
 
 
@@ -188,7 +188,8 @@ def ignored_labels(ctx, *, max_ignored_share: float = 0.9, min_padding_share: fl
           "labelled": total - n_ign, "padding_among_ignored": padding, "padding_percent_of_ignored": pad_pct,
           "padding_detected_by": how if padding is not None else None, "labels_shape": list(t.shape),
           "thresholds": {"max_ignored_share": max_ignored_share, "min_padding_share": min_padding_share}}
-    pad_txt = f", {pad_pct}% of them padding" if padding is not None else ""
+    # the title calls it padding only when the attention mask says so; edge runs are in the evidence
+    pad_txt = f", {pad_pct}% of them padding" if am is not None else ""
     if n_ign == total:
         ctx.cache["blocked"] = ("ignored_labels", f"every label is the ignore index {ii}, so the loss has no value")
         yield Finding(

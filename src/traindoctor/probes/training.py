@@ -191,7 +191,8 @@ def lr_sweep(ctx, *, per_decade: int = PER_DECADE, decades: float = DECADES_BELO
         g["lr"] = b
     ctx.reset_experiment()
     result = None
-    if len(smoothed) >= 5:
+    # a sweep that diverges within a few points still tells where; a suggestion needs 5 points
+    if len(smoothed) >= 5 or (smoothed and diverged_at is not None):
         sm = np.array([v if math.isfinite(v) else np.inf for v in smoothed])
         imin = int(np.argmin(sm))
         logs = np.log10(used)
@@ -200,7 +201,8 @@ def lr_sweep(ctx, *, per_decade: int = PER_DECADE, decades: float = DECADES_BELO
             isteep = int(np.argmin(slope))
         else:
             isteep = imin
-        result = {"suggested_lr": used[isteep], "min_loss_lr": used[imin], "diverged_at_lr": diverged_at,
+        result = {"suggested_lr": used[isteep] if len(smoothed) >= 5 else None, "min_loss_lr": used[imin],
+                  "diverged_at_lr": diverged_at,
                   "configured_lr": lr0, "lrs": used, "raw_losses": raw, "smoothed_losses": smoothed,
                   "finished": finished or diverged_at is not None, "examples": k, "batch_examples": n}
     ctx.cache["lr_sweep"] = result
@@ -317,8 +319,14 @@ def lr_too_low(ctx, *, min_ratio: float = 100.0, warn_ratio: float = 1000.0):
         yield Skip("lr_too_low", "the LR range test could not run in the time budget")
         return
     lr, sug = sweep["configured_lr"], sweep["suggested_lr"]
+    if sweep["diverged_at_lr"] is not None and lr >= sweep["diverged_at_lr"]:
+        return  # lr_too_high's finding
+    if sug is None:
+        yield Skip("lr_too_low", f"the LR range test diverged at {r4(sweep['diverged_at_lr'])} after "
+                                 f"{len(sweep['lrs'])} points, too few to suggest an LR")
+        return
     ratio = sug / lr
-    if ratio < min_ratio or (sweep["diverged_at_lr"] is not None and lr >= sweep["diverged_at_lr"]):
+    if ratio < min_ratio:
         return
     thresholds = {"min_ratio": min_ratio, "warn_ratio": warn_ratio}
     tuned = fine_tuning(ctx)
