@@ -96,14 +96,19 @@ def test_bert_fine_tuning_lr_is_not_judged_by_the_range_test():
         assert f.severity.value == "info" and f.evidence["judged"] is False
         assert "upper bound" in f.evidence["can_tell"] and "fine-tuning LR" in f.evidence["cannot_tell"]
         assert not any("Raise" in fix.action for fix in f.fixes)
-    # the same model trained from scratch at a tiny LR is still told
+
+
+
+def test_pretrained_is_told_from_the_config_and_a_tiny_lr_from_scratch_is_still_judged(tmp_path):
     model, batch, _, _ = lm_zoo.bert()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    for g in opt.param_groups:
-        g["lr"] = 1e-7
-    report = td.probe(model, batch, optimizer=opt, checks=["lr_too_low"])
-    f = report.get("lr_too_low")[0]
-    assert "fine_tuning" in f.evidence and f.evidence["judged"] is False  # 1e-7 is in the fine-tuning range too
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-8)  # below the fine-tuning range: judged
+    f = td.probe(model, batch, optimizer=opt, checks=["lr_too_low"]).get("lr_too_low")[0]
+    assert f.severity.value == "warning" and "judged" not in f.evidence and f.evidence["ratio"] >= 1000
+    model.save_pretrained(tmp_path)  # a local round trip: from_pretrained records where it came from
+    pretrained = type(model).from_pretrained(tmp_path)
+    opt = torch.optim.AdamW(pretrained.parameters(), lr=1e-8)
+    f = td.probe(pretrained, batch, optimizer=opt, checks=["lr_too_low"]).get("lr_too_low")[0]
+    assert f.severity.value == "info" and f.evidence["judged"] is False and "loaded from" in f.evidence["fine_tuning"]
 
 
 def test_labelled_padding_is_named():

@@ -282,12 +282,13 @@ def lr_too_high(ctx, *, max_rise: float = 1.1):
     )
 
 
-def fine_tuning(ctx, *, max_lr: float = 1e-4) -> str | None:
+def fine_tuning(ctx, *, min_lr: float = 1e-6, max_lr: float = 1e-4) -> str | None:
     """Why the model looks like a pretrained model being fine-tuned, or None.
 
     A transformers model loaded with from_pretrained keeps the name in config._name_or_path; one at
-    an LR of at most 1e-4 is in the usual fine-tuning range (BERT: 2e-5 to 5e-5, Devlin et al. 2019;
-    the HF Trainer's default is 5e-5), whereas training from scratch uses larger ones.
+    an LR from 1e-6 to 1e-4 is in the usual fine-tuning range (BERT: 2e-5 to 5e-5, Devlin et al.
+    2019; the HF Trainer's default is 5e-5; 1e-6 for large models), whereas training from scratch
+    uses larger ones. A random-init transformers model below 1e-6 is judged like any other.
     """
     m = ctx.model
     if not type(m).__module__.startswith("transformers."):
@@ -296,8 +297,9 @@ def fine_tuning(ctx, *, max_lr: float = 1e-4) -> str | None:
     if name:
         return f"{type(m).__name__} loaded from {name!r}"
     lr = _configured_lr(ctx.optimizer) if ctx.optimizer is not None else None
-    if lr is not None and lr <= max_lr:
-        return f"{type(m).__name__} (transformers) at lr={lr:g}, in the usual fine-tuning range (<= {max_lr:g})"
+    if lr is not None and min_lr <= lr <= max_lr:
+        return (f"{type(m).__name__} (transformers) at lr={lr:g}, in the usual fine-tuning range "
+                f"({min_lr:g} to {max_lr:g})")
     return None
 
 
@@ -345,7 +347,8 @@ def lr_too_low(ctx, *, min_ratio: float = 100.0, warn_ratio: float = 1000.0):
                       "cannot_tell": ("the right fine-tuning LR: the steepest descent on one repeated batch "
                                       "measures how fast that batch is memorised, not how well the model keeps "
                                       "what pretraining learned"),
-                      **_sweep_evidence(sweep), "thresholds": {**thresholds, "fine_tuning_max_lr": 1e-4}},
+                      **_sweep_evidence(sweep),
+                      "thresholds": {**thresholds, "fine_tuning_lr_range": [1e-6, 1e-4]}},
             explanation=(
                 "Fine-tuning deliberately uses LRs far below what a range test prefers: the pretrained weights "
                 "already solve most of the task, and large steps overwrite them (catastrophic forgetting; "
