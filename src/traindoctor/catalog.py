@@ -234,7 +234,7 @@ CATALOG: dict[str, dict] = {
         "probe", "the model cannot memorise one batch",
         "Any working model should drive the loss on a single small batch near zero; if it cannot, "
         "there is a bug (wrong loss, wrong targets, frozen parameters, broken model).",
-        "Trains on a few examples of the batch (at most 8 and 256 predictions) with a fresh Adam for up "
+        "Trains on a few examples of the batch (at most 8, and 128 predictions) with a fresh Adam for up "
         "to a fixed number of steps, then restores the weights; checks the loss falls 10x from its start.",
         ["Check loss/target shapes and dtypes", "Check all parameters are in the optimizer",
          "Remove regularisation and augmentation while debugging"],

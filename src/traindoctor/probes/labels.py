@@ -94,6 +94,9 @@ def class_view(ctx) -> ClassView | None:
 def _cross_entropy(logits, labels, ignore_index) -> float | None:
     import torch.nn.functional as F
 
+    valid = labels[labels != ignore_index]
+    if valid.numel() and (int(valid.min()) < 0 or int(valid.max()) >= logits.shape[-1]):
+        return None  # checked first: on CUDA an out-of-range label is a device-side assert, not an exception
     try:
         return float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
                                      ignore_index=ignore_index))

@@ -382,9 +382,10 @@ def cannot_overfit_batch(ctx, *, max_steps: int = 150, factor: float = 10.0, lr:
 
     Karpathy, "A Recipe for Training Neural Networks" (2019): overfit a few examples ("as little as
     two") first; a model that cannot memorise them has a wiring bug. It runs on ctx.sub_batch(): at
-    most 8 examples and 256 predictions (two 128-token sequences). A fresh Adam is used so the result
+    most 8 examples and 128 predictions (one 128-token sequence). A fresh Adam is used so the result
     does not depend on the configured optimizer; at 3e-3 the healthy twins in tests/probes reach a
-    10x lower loss in tens of steps, and a 17M-parameter language model on 256 tokens in about 6.
+    10x lower loss in tens of steps, and the 17M-parameter language model of benchmarks/probe.py on
+    one 128-token sequence in 8.
     """
     import torch
 
