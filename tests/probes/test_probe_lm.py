@@ -59,6 +59,9 @@ def test_fault_is_named(name, fault):
     code = lm_zoo.EXPECTED[fault]
     assert code in report.codes(), (report.codes(), [(s.code, s.reason) for s in report.skipped])
     assert report.get(code)[0].severity.value in ("warning", "error")
+    if fault == "lr_too_high" and name != "bert":
+        # the sweep ran on a few sequences: 128 predictions = 4 of the 8 rows of 32 tokens
+        assert report.get(code)[0].evidence["range_test_examples"] == 4
 
 
 @pytest.mark.parametrize("seed", [1, 2])
