@@ -80,19 +80,23 @@ def infer_role(name: str) -> str:
     if any(t in _LR_TOKENS or _LR_GROUP_RE.fullmatch(t) for t in toks) or joined.startswith("lr_") \
             or "learning_rate" in joined:
         return "lr"
-    if "grad" in joined and "norm" in joined:
+    if ("grad" in joined and "norm" in joined) or "gnorm" in toks:  # fairseq logs `gnorm`
         return "grad_norm"
     if any(t in _TIME_TOKENS for t in toks) or joined.endswith("per_second"):
         return "time"
+    if toks[-1] in {"scale", "scaler"}:  # fp16 `loss_scale` (fairseq, apex): a factor, not a loss
+        return "other"
     split = next((_SPLIT_TOKENS[t] for t in toks if t in _SPLIT_TOKENS), None)
     if split is None:
         # Keras and many scripts: "val_loss" handled above; "vloss" / "valloss" are common too
         if joined.startswith(("vloss", "valloss", "val")):
             split = "val"
     kind = None
+    # an acronym is one word before the camelCase split cuts it: "IoU" -> io, u; "mAP50" -> m, ap50
+    words = set(toks) | {t for t in re.split(r"[^a-z0-9]+", name.lower()) if t}
     if any("loss" in t or t in {"nll", "ce", "cross_entropy", "bce", "objective"} for t in toks):
         kind = "loss"
-    elif any(t in _ACC_TOKENS or _AP_RE.fullmatch(t) for t in toks) or joined.endswith(("accuracy", "acc")):
+    elif any(t in _ACC_TOKENS or _AP_RE.fullmatch(t) for t in words) or joined.endswith(("accuracy", "acc")):
         kind = "accuracy"
     elif any(t in _ERROR_TOKENS for t in toks):
         kind = "error"
