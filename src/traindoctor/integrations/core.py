@@ -282,6 +282,12 @@ class Watch:
             log.warning("traindoctor watch: could not write the report: %s: %s", type(e).__name__, e)
         finally:
             self.runfile.close()
+            try:
+                status = ("KILLED" if self.ended.startswith("interrupted") else
+                          "FAILED" if self.ended.startswith("exception") else "FINISHED")
+                self.runfile.write_meta(ended=self.ended, status=status, steps=self.step_count)
+            except Exception:
+                pass
         return self.report_obj
 
     def _final_report(self) -> Report:
