@@ -65,7 +65,7 @@ def test_a_known_fault_is_found_reported_and_stops_the_run(tmp_path, fault, code
     assert f"`{code}`" in md
     data = json.loads((tmp_path / REPORT_NAMES["json"]).read_text())
     assert code in [f["code"] for f in data["findings"]]
-    assert data["meta"]["ended"] == "stopped by traindoctor"
+    assert data["meta"]["ended"] == "stopped by traindoctor" and run.status == "FINISHED"
     assert "<html" in (tmp_path / REPORT_NAMES["html"]).read_text().lower()
 
 
@@ -111,6 +111,7 @@ def test_an_exception_or_ctrl_c_leaves_the_report(tmp_path, exc):
     meta = json.loads((tmp_path / REPORT_NAMES["json"]).read_text())["meta"]
     want = "interrupted (KeyboardInterrupt)" if isinstance(exc, KeyboardInterrupt) else "exception: RuntimeError"
     assert meta["ended"].startswith(want) and meta["steps"] == 4
+    assert td.load(tmp_path).status == ("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
     assert (tmp_path / REPORT_NAMES["md"]).exists() and (tmp_path / REPORT_NAMES["html"]).exists()
 
 
@@ -272,6 +273,7 @@ def test_kill_9_loses_at_most_the_last_step(tmp_path):
     assert steps[-1] >= printed  # every step it reported done is on disk (one may be in flight)
     assert list(steps) == list(range(1, len(steps) + 1))
     assert not (tmp_path / "logs" / REPORT_NAMES["md"]).exists()  # kill -9: no report, the run file holds
+    assert run.status == ""  # nobody could say how it ended
 
 
 def test_an_uncaught_exception_without_a_with_block_still_leaves_the_report(tmp_path):

@@ -25,10 +25,16 @@ class RunFile:
         self.replaced = self.path.exists()
         # A new run starts a new file: appending to an earlier run's file would join two runs' curves.
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        self.meta = dict(meta or {})
         if meta is not None:
-            tmp = self.dir / (META_NAME + ".tmp")
-            tmp.write_text(json.dumps(meta, indent=1, default=str), encoding="utf-8")
-            os.replace(tmp, self.dir / META_NAME)
+            self.write_meta()
+
+    def write_meta(self, **more) -> None:
+        """The sidecar (hyper-parameters, how the run ended), replaced atomically."""
+        self.meta.update(more)
+        tmp = self.dir / (META_NAME + ".tmp")
+        tmp.write_text(json.dumps(self.meta, indent=1, default=str), encoding="utf-8")
+        os.replace(tmp, self.dir / META_NAME)
 
     def write(self, record: dict) -> None:
         if self._fd is None:

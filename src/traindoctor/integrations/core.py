@@ -9,10 +9,12 @@
                 break
         w.log(val_loss=evaluate(model), epoch=epoch)   # validation metrics, whenever you have them
 
-Each step's statistics (the Recorder's) go to the run file `traindoctor_run.jsonl` in the
-logdir, the probes' codes are checked on them at once (LiveChecks), and the curve detectors run
-on the growing history through LiveDiagnosis, whose budgets keep their cost near 1 % of the
-run. When the context exits - normally, on an exception or on Ctrl-C - the report is written
+Each recorded step's statistics (the Recorder's) go to the run file `traindoctor_run.jsonl` in
+the logdir, the probes' codes are checked on them at once (LiveChecks), and the curve detectors
+run on the growing history through LiveDiagnosis. Two budgets keep the cost small: the recorder
+records every step while that costs under `overhead` (0.5 %) of the step time, else every n-th
+step (`every="auto"`; the losses in between are averaged into the next record), and the
+detectors take at most `duty` (0.5 %) of wall time, except on an evaluation or a first NaN. When the context exits - normally, on an exception or on Ctrl-C - the report is written
 beside the run file as Markdown, HTML and JSON. The Lightning and HF callbacks drive this class.
 """
 
@@ -280,6 +282,12 @@ class Watch:
             log.warning("traindoctor watch: could not write the report: %s: %s", type(e).__name__, e)
         finally:
             self.runfile.close()
+            try:
+                status = ("KILLED" if self.ended.startswith("interrupted") else
+                          "FAILED" if self.ended.startswith("exception") else "FINISHED")
+                self.runfile.write_meta(ended=self.ended, status=status, steps=self.step_count)
+            except Exception:
+                pass
         return self.report_obj
 
     def _final_report(self) -> Report:

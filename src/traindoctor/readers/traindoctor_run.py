@@ -102,7 +102,10 @@ def read(unit: Path) -> Part:
         else:
             what = f"{len(bad)} malformed line(s) skipped, first at line {bad[0]}"
         notes.append(f"{unit.name}: {what}")
-    return Part(series, unit.parent, FORMAT, hparams=_meta(unit.parent), notes=notes)
+    meta = _meta(unit.parent)
+    # no status in the sidecar: the run is still going, or was killed before it could say (kill -9)
+    return Part(series, unit.parent, FORMAT, hparams=meta.get("hparams", {}), notes=notes,
+                status=meta.get("status", ""))
 
 
 def _num(v) -> float:
@@ -119,11 +122,16 @@ def _last_nonempty(lines: list[str]) -> int:
 
 
 def _meta(run_dir: Path) -> dict:
-    """Hyper-parameters the recorder saw (optimizer, lr, world size...), from the sidecar file."""
+    """The sidecar file: hparams the recorder saw (optimizer, lr, world size...) and, once the run
+    has ended, its status (FINISHED, FAILED, KILLED). {} when missing or damaged."""
     f = Path(run_dir) / META_NAME
     try:
         data = json.loads(f.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    hp = data.get("hparams") if isinstance(data, dict) else None
-    return dict(hp) if isinstance(hp, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    hp = data.get("hparams")
+    status = data.get("status")
+    return {"hparams": dict(hp) if isinstance(hp, dict) else {},
+            **({"status": status} if isinstance(status, str) else {})}
