@@ -146,7 +146,7 @@ def _charlm(context=8, n_chars=24000):
 
 # -- the builder ------------------------------------------------------------------------------
 BASE_LR = 3e-3
-EPOCHS = {"digits": 8, "breast_cancer": 12, "wine": 30, "signal1d": 10, "boxes": 10, "charlm": 4}
+EPOCHS = {"digits": 8, "breast_cancer": 12, "wine": 30, "signal1d": 25, "boxes": 10, "charlm": 4}
 
 
 def build(task: str, op: str, seed: int) -> Setup:
