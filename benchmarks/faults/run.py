@@ -256,11 +256,11 @@ def main(argv=None) -> int:
     ap.add_argument("--publish", action="store_true",
                     help="with --quick: write the measured rates to published.json (the CI gate's reference)")
     args = ap.parse_args(argv)
-    from .score import tables
+    from .score import digest, tables
 
     if args.score:
         data = json.loads(Path(args.score).read_text())
-        print(tables(data["rows"], data["meta"]))
+        print(tables(data["rows"], data["meta"]) + "\n\n### Misses, grouped\n\n" + digest(data["rows"]))
         return 0
     t0 = time.time()
     rows = run(QUICK if args.quick else FULL, with_peers=not args.no_peers, jobs=args.jobs)
