@@ -1,4 +1,4 @@
-"""Command line: traindoctor diagnose | probe | compare | explain | list | demo.
+"""Command line: traindoctor diagnose | watch | probe | compare | explain | list | demo.
 
 Exit status: 0 no finding at or above --fail-on (default error), 1 there is one,
 2 bad usage or unreadable input (one line naming the file), 3 a bug in traindoctor.
@@ -52,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--show-series", action="store_true", help="list the series read and their roles")
     _add_output_flags(d)
 
+    w = sub.add_parser("watch", help="follow a running job's logs like tail -f; say each finding as it appears")
+    from .follow import add_arguments
+
+    add_arguments(w)
+    _add_output_flags(w)
+
     p = sub.add_parser("probe", help="run side-effect-free checks on a live model and one batch")
     p.add_argument("target", help="path/to/file.py:factory, where factory() returns (model, batch, loss_fn, optimizer)")
     p.add_argument("--budget", type=float, default=None, help="time budget in seconds")
@@ -103,6 +109,10 @@ def _dispatch(args) -> int:
         return cmd_diagnose(args)
     if args.command == "list":
         return cmd_list(args)
+    if args.command == "watch":
+        from .follow import command as watch
+
+        return watch(args, emit)
     if args.command == "probe":
         from .probes.cli import command
     elif args.command == "compare":
