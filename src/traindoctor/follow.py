@@ -399,10 +399,10 @@ def _ends_with_newline(path: Path) -> bool:
 # -- the loop -------------------------------------------------------------------------------
 def follow(path, *, on_event: Callable[[Event], None], interval: float = 1.0, idle: float | None = 600.0,
            sleep: Callable[[float], None] = time.sleep, **kwargs) -> Follower:
-    """Poll PATH every `interval` seconds until nothing grew for `idle` seconds (None: until
-    KeyboardInterrupt); every event goes to `on_event`. Returns the Follower, whose runs are
-    then read to the end (half lines included) with a last detector pass."""
-    follower = Follower(path, **kwargs)
+    """Poll `path` (or a Follower) every `interval` seconds until nothing grew for `idle` seconds
+    (None: until KeyboardInterrupt); every event goes to `on_event`. Returns the Follower, whose
+    runs are then read to the end (half lines included) with a last detector pass."""
+    follower = path if isinstance(path, Follower) else Follower(path, **kwargs)
     try:
         while True:
             for event in follower.poll():
@@ -516,12 +516,12 @@ def command(args, emit: Callable) -> int:
             runner(event)
 
     idle = args.idle * 60.0 if args.idle > 0 else None
+    follower = Follower(args.path, format=args.format, only=codes[0] or None, ignore=codes[1] or None)
     say(f"following {args.path} (every {args.interval:g} s"
         + (f"; ends after {args.idle:g} min without growth" if idle else "; Ctrl-C ends") + ")")
     old = _sigterm_as_interrupt()
     try:
-        follow(args.path, on_event=on_event, interval=args.interval, idle=idle,
-               format=args.format, only=codes[0] or None, ignore=codes[1] or None)
+        follow(follower, on_event=on_event, interval=args.interval, idle=idle)
     finally:
         _restore_sigterm(old)
     if runner is not None:
