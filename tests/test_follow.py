@@ -114,7 +114,7 @@ def test_watch_reports_divergence_while_the_training_process_still_runs(tmp_path
         assert err.wait_for("following"), err.text()
         script = tmp_path / "train.py"
         script.write_text(WRITER)
-        writer = subprocess.Popen([sys.executable, str(script), str(log), "0.06"])
+        writer = subprocess.Popen([sys.executable, str(script), str(log), "0.08"])
         out = _Lines(watch.stdout, probe=lambda: writer.poll() is None)
         writer.wait(timeout=120)
         rc = watch.wait(timeout=120)  # ends by itself: nothing grew for --idle

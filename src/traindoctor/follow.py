@@ -17,13 +17,14 @@ How it stays cheap (measured in benchmarks/follow_cpu.py):
   the lines below them, and step-less lines placed by a decision over all of them), so a chunk
   parsed alone can get steps wrong, and a wrong finding cannot be taken back once printed. The
   whole text is re-parsed instead, and throttled: after a parse that took t seconds the next
-  waits t / duty seconds (duty 5 %), so the parse work stays a bounded share of one core however
-  long the log grows; the price is latency on a huge log (about 20 x its parse time).
+  waits t / duty seconds (duty 2 %), so the parse work stays a bounded share of one core however
+  long the log grows; the price is latency on a huge log (about 50 x its parse time: 100,000
+  lines parse in about 5 s, so such a log is re-read every few minutes).
 - Other formats are re-read whole by their reader when a file of theirs changed, under the same
   t / duty throttle. A CSV/JSONL file whose last byte is not a newline is mid-write and waits
   (at most a few polls) for its line to end.
 - The detectors run through LiveDiagnosis (live.py): again only when the run has grown enough
-  and within its own 1 % duty.
+  and within the same 2 % duty.
 - A rescan of the folder (to find new runs and files) happens when one of its folders changed, or
   every `rescan` seconds, and never more often than its own cost allows.
 
@@ -197,7 +198,7 @@ class Follower:
     """
 
     def __init__(self, path, *, format: str | None = None, only=None, ignore=None, params=None,
-                 duty: float = 0.05, rescan: float = 10.0, clock: Callable[[], float] = time.monotonic):
+                 duty: float = 0.02, rescan: float = 10.0, clock: Callable[[], float] = time.monotonic):
         self.root = Path(path).expanduser()
         if not self.root.exists():
             raise InputError(self.root, "no such file or folder; expected a training-log file or a run "
@@ -217,6 +218,12 @@ class Follower:
         self._scan_at = float("-inf")
         self._scan_cost = 0.0
         self._textlog = _reader("textlog")
+        # Import the detectors now: their import would otherwise count as the first live pass's
+        # cost, and the duty budget would then hold the second pass back for many seconds.
+        from .registry import detectors
+
+        detectors()
+        self._regroup = False  # parts appeared for a run not followed yet, or a unit went away
 
     # -- one round ------------------------------------------------------------------------
     def poll(self, *, final: bool = False) -> list[Event]:
@@ -245,6 +252,8 @@ class Follower:
         for run_dir in touched - {None}:
             if run_dir in self.runs:
                 self.runs[run_dir].dirty = True
+            else:
+                self._regroup = True  # a run not seen before
         events += self._diagnose(final)
         return events
 
@@ -282,6 +291,7 @@ class Follower:
                 run_dir = Path(gone.part.run_dir)
                 if run_dir in self.runs:
                     self.runs[run_dir].dirty = True
+                self._regroup = True
                 events.append(Event("notice", f"{path} is gone; no longer following it"))
         self._scan_at = self.clock()
         self._scan_cost = self._scan_at - t0
@@ -335,6 +345,7 @@ class Follower:
         unit.part = None
         if run_dir is not None and run_dir in self.runs:
             old = self.runs.pop(run_dir)
+            self._regroup = True
             label = old.label or str(run_dir)
             return [Event("notice", f"{unit.path} {what}: following it from its start; "
                                     f"run {label!r} is diagnosed anew", path=str(run_dir))]
@@ -348,15 +359,23 @@ class Follower:
             return []
         return _group(parts, self.root, checkpoints=checkpoints)
 
+    def _points(self, run_dir: Path) -> int:
+        return sum(len(s) for u in self.units.values() if u.part is not None
+                   and Path(u.part.run_dir) == run_dir for s in u.part.series.values())
+
     def _diagnose(self, final: bool) -> list[Event]:
+        # cheap checks first: grouping parts into runs is a few ms, too much for every idle poll
+        dirty = {d for d, r in self.runs.items() if r.dirty and (final or r.live.due(self._points(d)))}
+        if not (dirty or self._regroup or final):
+            return []
+        self._regroup = False
         events = []
-        dirty = {d for d, r in self.runs.items() if r.dirty}
         for history in self.histories():
             run_dir = Path(history.path)
             state = self.runs.get(run_dir)
             if state is None:
                 # A process of its own, off the training's cores: the detectors may take the same
-                # share as reading (5 %), not the in-process recorder's 1 %, so findings come sooner.
+                # share as reading (2 %), not the in-process recorder's 1 %, so findings come sooner.
                 state = self.runs[run_dir] = _Run(
                     LiveDiagnosis(only=self.only, ignore=self.ignore, params=self.params,
                                   duty=self.duty, clock=self.clock), history.run)
