@@ -29,16 +29,18 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 # up: it learns for ~100 steps, then the loss explodes (to inf by step ~225). One log line every
 # 5 steps, flushed, with a pause, as a real job prints.
 WRITER = r"""
-import sys, time
-log, pause = sys.argv[1], float(sys.argv[2])
-with open(log, "a") as out:
-    print("loading digits", file=out)
+import os, sys, time
 import numpy as np
 from sklearn.datasets import load_digits
 
+log, pause, go = sys.argv[1], float(sys.argv[2]), sys.argv[3]
 np.seterr(all="ignore")
 X, y = load_digits(return_X_y=True)
 X = X / 16.0
+with open(log, "a") as out:
+    print(f"loaded digits: {len(X)} samples", file=out)
+while not os.path.exists(go):  # the test starts the watch now (imports take long on a busy machine)
+    time.sleep(0.02)
 rng = np.random.default_rng(0)
 W1 = rng.normal(0, 0.1, (64, 64)); b1 = np.zeros(64)
 W2 = rng.normal(0, 0.1, (64, 10)); b2 = np.zeros(10)
@@ -106,16 +108,20 @@ class _Lines:
 @pytest.mark.slow
 def test_watch_reports_divergence_while_the_training_process_still_runs(tmp_path):
     log = tmp_path / "train.log"
-    log.touch()  # `nohup python train.py > train.log &` creates it before the first line
-    watch = _watch(log, "--interval", "0.1", "--idle", "0.1")  # 6 s without growth ends it
-    writer = None
+    script = tmp_path / "train.py"
+    script.write_text(WRITER)
+    go = tmp_path / "go"
+    writer = subprocess.Popen([sys.executable, str(script), str(log), "0.08", str(go)])
+    watch = None
     try:
+        end = time.monotonic() + 120
+        while "loaded" not in (log.read_text() if log.exists() else "") and time.monotonic() < end:
+            time.sleep(0.05)
+        watch = _watch(log, "--interval", "0.1", "--idle", "0.05")  # 3 s without growth ends it
         err = _Lines(watch.stderr)
         assert err.wait_for("following"), err.text()
-        script = tmp_path / "train.py"
-        script.write_text(WRITER)
-        writer = subprocess.Popen([sys.executable, str(script), str(log), "0.08"])
         out = _Lines(watch.stdout, probe=lambda: writer.poll() is None)
+        go.touch()
         writer.wait(timeout=120)
         rc = watch.wait(timeout=120)  # ends by itself: nothing grew for --idle
     finally:
