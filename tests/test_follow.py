@@ -357,3 +357,17 @@ def test_ctrl_c_ends_with_the_final_report(tmp_path):
             watch.kill()
     assert rc == 1, err.text()
     assert "traindoctor diagnose" in out.text() and "Traceback" not in err.text()
+
+
+def test_a_utf16_log_is_followed_by_whole_rereads(tmp_path):
+    log = tmp_path / "train.log"  # PowerShell's `python train.py > train.log` writes UTF-16LE + BOM
+    s, v = _healthy(40)
+    log.write_bytes(b"\xff\xfe" + _lines(s[:20], v[:20]).encode("utf-16-le"))
+    f, clock = _follower(log)
+    f.poll()
+    assert len(f.histories()[0]["loss"]) == 20
+    with open(log, "ab") as fh:
+        fh.write(_lines(s[20:], v[20:]).encode("utf-16-le"))
+    clock.t += 1
+    f.poll()
+    assert f.histories()[0]["loss"].values.tolist() == pytest.approx(v.round(4).tolist())

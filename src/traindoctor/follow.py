@@ -140,14 +140,6 @@ class _TextTail:
             self.data += chunk[:end]
         return "restarted" if restarted else ("grew" if end else "same")
 
-    def flush_partial(self) -> bool:
-        """The writer stopped mid-line for good (idle): take the last line as it is."""
-        if not self.partial:
-            return False
-        self.data += self.partial
-        self.partial = b""
-        return True
-
 
 def _text_part(path: Path, data: bytes, textlog: ModuleType) -> Part | None:
     """What `textlog.read` makes of a file, from the bytes already in memory."""
@@ -226,16 +218,12 @@ class Follower:
         self._regroup = False  # parts appeared for a run not followed yet, or a unit went away
 
     # -- one round ------------------------------------------------------------------------
-    def poll(self, *, final: bool = False) -> list[Event]:
-        """Stat, read what changed (within the budgets), run the detectors where due.
-
-        `final=True`: the run has ended; read everything now (half lines included), whatever the
-        throttles say, and let the detectors run one last time (end-of-run checks included).
-        """
+    def poll(self) -> list[Event]:
+        """Stat, read what changed (within the budgets), run the detectors where due."""
         self.polls += 1
         now = self.clock()
         events: list[Event] = []
-        if self._rescan_due(now) or final:
+        if self._rescan_due(now):
             events += self._rescan()
         touched: set[Path] = set()
         for unit in list(self.units.values()):
@@ -243,9 +231,9 @@ class Follower:
             if stamps != unit.seen:
                 self.last_growth = now
                 unit.seen = stamps
-            if self._read_due(unit, now, final):
+            if self._read_due(unit, now):
                 before = unit.part
-                events += self._read(unit, final)
+                events += self._read(unit)
                 if unit.part is not before:
                     touched.add(self._run_dir(unit, before))
                     touched.add(self._run_dir(unit, unit.part))
@@ -254,7 +242,7 @@ class Follower:
                 self.runs[run_dir].dirty = True
             else:
                 self._regroup = True  # a run not seen before
-        events += self._diagnose(final)
+        events += self._diagnose()
         return events
 
     def _run_dir(self, unit: _Unit, part: Part | None) -> Path | None:
@@ -292,17 +280,16 @@ class Follower:
                 if run_dir in self.runs:
                     self.runs[run_dir].dirty = True
                 self._regroup = True
+            if not path.exists():  # else superseded (HF's newest checkpoint-N/trainer_state.json)
                 events.append(Event("notice", f"{path} is gone; no longer following it"))
         self._scan_at = self.clock()
         self._scan_cost = self._scan_at - t0
         return events
 
     # -- reading --------------------------------------------------------------------------
-    def _read_due(self, unit: _Unit, now: float, final: bool) -> bool:
-        if unit.read_stamps == unit.seen and not (final and unit.tail is not None and unit.tail.partial):
+    def _read_due(self, unit: _Unit, now: float) -> bool:
+        if unit.read_stamps == unit.seen:
             return False
-        if final:
-            return True
         if now < unit.read_at + unit.cost / self.duty:
             return False  # the last read was expensive: let the job run a while first
         if unit.tail is None and unit.path.suffix.lower() in _LINE_SUFFIXES and unit.deferred < _MAX_DEFER:
@@ -312,18 +299,19 @@ class Follower:
         unit.deferred = 0
         return True
 
-    def _read(self, unit: _Unit, final: bool) -> list[Event]:
+    def _read(self, unit: _Unit) -> list[Event]:
         events = []
         t0 = self.clock()
         old_size = sum(s[1] for s in (unit.read_stamps or {}).values())
         unit.read_stamps = dict(unit.seen)
+        if unit.tail is not None and unit.tail.offset == 0 and _is_utf16(unit.path):
+            unit.tail = None  # no line-by-line tail in UTF-16 (PowerShell's `>`): read it whole
         if unit.tail is not None:
             stamp = unit.seen.get(unit.path)
             state = unit.tail.advance(stamp) if stamp else "same"
-            flushed = final and unit.tail.flush_partial()
             if state == "restarted":
                 events += self._restart(unit, "was truncated or replaced")
-            if state != "same" or flushed:
+            if state != "same":
                 unit.part = _text_part(unit.path, unit.tail.data, self._textlog)
         else:
             if unit.read_stamps and unit.size < old_size and unit.part is not None:
@@ -363,10 +351,10 @@ class Follower:
         return sum(len(s) for u in self.units.values() if u.part is not None
                    and Path(u.part.run_dir) == run_dir for s in u.part.series.values())
 
-    def _diagnose(self, final: bool) -> list[Event]:
+    def _diagnose(self) -> list[Event]:
         # cheap checks first: grouping parts into runs is a few ms, too much for every idle poll
-        dirty = {d for d, r in self.runs.items() if r.dirty and (final or r.live.due(self._points(d)))}
-        if not (dirty or self._regroup or final):
+        dirty = {d for d, r in self.runs.items() if r.dirty and r.live.due(self._points(d))}
+        if not (dirty or self._regroup):
             return []
         self._regroup = False
         events = []
@@ -383,10 +371,10 @@ class Follower:
                 events.append(Event("notice", f"following {'run ' + repr(history.run) if history.run else history.path}"
                                               f" ({history.format}, {len(history.series)} series, "
                                               f"{n} points so far)", run=history.run, path=history.path))
-            elif run_dir not in dirty and not final:
+            elif run_dir not in dirty:
                 continue
             runs_before = state.live.runs
-            for f in state.live.update(history, final=final):
+            for f in state.live.update(history):
                 events.append(Event("finding", f.title, f, history.run, history.path))
             if state.live.runs != runs_before:
                 state.dirty = False
@@ -406,6 +394,14 @@ def _discover(root: Path, files: list[Path] | None, format: str | None) -> dict[
     return claimed
 
 
+def _is_utf16(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(2) in (b"\xff\xfe", b"\xfe\xff")
+    except OSError:
+        return False
+
+
 def _ends_with_newline(path: Path) -> bool:
     try:
         with open(path, "rb") as fh:
@@ -419,8 +415,8 @@ def _ends_with_newline(path: Path) -> bool:
 def follow(path, *, on_event: Callable[[Event], None], interval: float = 1.0, idle: float | None = 600.0,
            sleep: Callable[[float], None] = time.sleep, **kwargs) -> Follower:
     """Poll `path` (or a Follower) every `interval` seconds until nothing grew for `idle` seconds
-    (None: until KeyboardInterrupt); every event goes to `on_event`. Returns the Follower, whose
-    runs are then read to the end (half lines included) with a last detector pass."""
+    (None: until KeyboardInterrupt); every event goes to `on_event`. Returns the Follower. The
+    final word on the run is `traindoctor.diagnose(path)` of what is then on disk."""
     follower = path if isinstance(path, Follower) else Follower(path, **kwargs)
     try:
         while True:
@@ -431,8 +427,6 @@ def follow(path, *, on_event: Callable[[Event], None], interval: float = 1.0, id
             sleep(interval)
     except KeyboardInterrupt:
         on_event(Event("notice", "interrupted: writing the final report"))
-    for event in follower.poll(final=True):
-        on_event(event)
     return follower
 
 
