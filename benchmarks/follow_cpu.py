@@ -98,7 +98,7 @@ def measure(path: Path, seconds: float, interval: float, grow_rate: int = 0, sta
     stop.set()
     if grow is not None:
         grow.join()
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGTERM)  # like Ctrl-C (SIGINT is ignored in background jobs)
     proc.wait(timeout=600)
     return {"cpu_share": (c1 - c0) / (t1 - t0), "cpu_s": c1 - c0, "wall_s": t1 - t0,
             "startup_wall_s": startup_wall, "startup_cpu_s": startup_cpu}

@@ -74,9 +74,15 @@ def _env():
     return {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
+def _default_sigint():
+    # a background job inherits SIGINT ignored, and Python then never raises KeyboardInterrupt
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _watch(*args):
     return subprocess.Popen([sys.executable, "-m", "traindoctor", "watch", *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+                            preexec_fn=_default_sigint)
 
 
 class _Lines:
@@ -341,7 +347,8 @@ def test_a_log_that_never_gets_a_metric_line_ends_with_a_clear_error(tmp_path, c
 
 
 @pytest.mark.slow
-def test_ctrl_c_ends_with_the_final_report(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_ctrl_c_or_kill_ends_with_the_final_report(tmp_path, sig):
     log = tmp_path / "train.log"
     s, v = _diverging()
     log.write_text(_lines(s, v))
@@ -350,7 +357,7 @@ def test_ctrl_c_ends_with_the_final_report(tmp_path):
         err = _Lines(watch.stderr)
         out = _Lines(watch.stdout)
         assert out.wait_for("ERROR"), err.text()
-        watch.send_signal(signal.SIGINT)
+        watch.send_signal(sig)
         rc = watch.wait(timeout=60)
     finally:
         if watch.poll() is None:
