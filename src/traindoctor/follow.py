@@ -164,7 +164,7 @@ class _Unit:
     path: Path
     seen: dict[Path, Stamp] = field(default_factory=dict)  # stamps at the last poll
     read_stamps: dict[Path, Stamp] | None = None  # stamps at the last read (None: never read)
-    part: Part | None = None
+    parts: tuple[Part, ...] = ()  # one, or one per run for a store of many runs (an mlflow.db)
     tail: _TextTail | None = None
     cost: float = 0.0  # seconds the last read took
     read_at: float = float("-inf")
@@ -232,21 +232,17 @@ class Follower:
                 self.last_growth = now
                 unit.seen = stamps
             if self._read_due(unit, now):
-                before = unit.part
+                before = unit.parts
                 events += self._read(unit)
-                if unit.part is not before:
-                    touched.add(self._run_dir(unit, before))
-                    touched.add(self._run_dir(unit, unit.part))
-        for run_dir in touched - {None}:
+                if unit.parts is not before:
+                    touched.update(Path(p.run_dir) for p in before + unit.parts)
+        for run_dir in touched:
             if run_dir in self.runs:
                 self.runs[run_dir].dirty = True
             else:
                 self._regroup = True  # a run not seen before
         events += self._diagnose()
         return events
-
-    def _run_dir(self, unit: _Unit, part: Part | None) -> Path | None:
-        return Path(part.run_dir) if part is not None else None
 
     # -- discovery ------------------------------------------------------------------------
     def _rescan_due(self, now: float) -> bool:
@@ -275,10 +271,9 @@ class Follower:
             self.units[path] = _Unit(mod, path, tail=_TextTail(path) if mod is self._textlog else None)
         for path in [p for p in self.units if p not in found]:
             gone = self.units.pop(path)
-            if gone.part is not None:
-                run_dir = Path(gone.part.run_dir)
-                if run_dir in self.runs:
-                    self.runs[run_dir].dirty = True
+            for part in gone.parts:
+                if Path(part.run_dir) in self.runs:
+                    self.runs[Path(part.run_dir)].dirty = True
                 self._regroup = True
             if not path.exists():  # else superseded (HF's newest checkpoint-N/trainer_state.json)
                 events.append(Event("notice", f"{path} is gone; no longer following it"))
@@ -312,44 +307,44 @@ class Follower:
             if state == "restarted":
                 events += self._restart(unit, "was truncated or replaced")
             if state != "same":
-                unit.part = _text_part(unit.path, unit.tail.data, self._textlog)
+                part = _text_part(unit.path, unit.tail.data, self._textlog)
+                unit.parts = (part,) if part is not None else ()
         else:
-            if unit.read_stamps and unit.size < old_size and unit.part is not None:
+            if unit.read_stamps and unit.size < old_size and unit.parts:
                 events += self._restart(unit, "shrank")
             try:
-                part = unit.reader.read(unit.path)
-            except InputError:
-                part = None  # mid-write (half a JSON file) or not started: keep what we had
-            except OSError:
-                part = None
-            if part is not None and part.series:
-                unit.part = part
+                got = unit.reader.read(unit.path)
+            except (InputError, OSError):
+                got = None  # mid-write (half a JSON file) or not started: keep what we had
+            parts = tuple(p for p in (got if isinstance(got, list) else [got]) if p is not None and p.series)
+            if parts:
+                unit.parts = parts
         unit.read_at = self.clock()
         unit.cost = unit.read_at - t0
         return events
 
     def _restart(self, unit: _Unit, what: str) -> list[Event]:
-        run_dir = Path(unit.part.run_dir) if unit.part is not None else None
-        unit.part = None
-        if run_dir is not None and run_dir in self.runs:
-            old = self.runs.pop(run_dir)
+        events = []
+        for run_dir in {Path(p.run_dir) for p in unit.parts}:
+            old = self.runs.pop(run_dir, None)
             self._regroup = True
-            label = old.label or str(run_dir)
-            return [Event("notice", f"{unit.path} {what}: following it from its start; "
-                                    f"run {label!r} is diagnosed anew", path=str(run_dir))]
-        return []
+            if old is not None:
+                events.append(Event("notice", f"{unit.path} {what}: following it from its start; run "
+                                              f"{old.label or str(run_dir)!r} is diagnosed anew", path=str(run_dir)))
+        unit.parts = ()
+        return events
 
     # -- detectors ------------------------------------------------------------------------
     def histories(self, *, checkpoints: bool = False) -> list[RunHistory]:
         """The runs as read so far (what the detectors see)."""
-        parts = [u.part for u in self.units.values() if u.part is not None]
+        parts = [p for u in self.units.values() for p in u.parts]
         if not parts:
             return []
         return _group(parts, self.root, checkpoints=checkpoints)
 
     def _points(self, run_dir: Path) -> int:
-        return sum(len(s) for u in self.units.values() if u.part is not None
-                   and Path(u.part.run_dir) == run_dir for s in u.part.series.values())
+        return sum(len(s) for u in self.units.values() for p in u.parts
+                   if Path(p.run_dir) == run_dir for s in p.series.values())
 
     def _diagnose(self) -> list[Event]:
         # cheap checks first: grouping parts into runs is a few ms, too much for every idle poll
