@@ -534,6 +534,7 @@ def command(args, emit: Callable) -> int:
         _restore_sigterm(old)
     if runner is not None:
         runner.reap(wait=30.0)
+    del follower  # its copy of the logs: the final read below needs the memory more
     runs = load_runs(args.path, format=args.format)  # the final report is `diagnose PATH` now
     reports = [diagnose(r).filtered(*codes) for r in runs]
     emit(reports, args)
