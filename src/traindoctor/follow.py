@@ -46,11 +46,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-import numpy as np
-
 from .errors import InputError
 from .finding import Finding, Severity, json_safe
-from .history import RunHistory, Series
+from .history import RunHistory
 from .live import LiveDiagnosis
 from .readers import READERS, Part, _group, _reader
 
@@ -142,19 +140,11 @@ class _TextTail:
 
 
 def _text_part(path: Path, data: bytes, textlog: ModuleType) -> Part | None:
-    """What `textlog.read` makes of a file, from the bytes already in memory."""
-    body = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
-    parsed = textlog.parse(bytes(body).decode("utf-8", errors="replace"))
-    if not parsed.points:
-        return None  # no metric line yet: the job is still starting
-    series = {}
-    for name, pts in parsed.points.items():
-        arr = np.asarray(pts, dtype=np.float64).reshape(-1, 3)
-        series[name] = Series(name, arr[:, 0], arr[:, 2], arr[:, 1],
-                              role="time" if name == textlog.THROUGHPUT else "")
-    hparams = {"steps_per_epoch": parsed.steps_per_epoch} if parsed.steps_per_epoch else {}
-    return Part(series, path.parent, textlog.FORMAT, hparams=hparams,
-                notes=[f"{path.name}: {n}" for n in parsed.notes])
+    """What the text reader makes of the complete lines read so far; None before a metric line."""
+    try:
+        return textlog.read_bytes(path, bytes(data))
+    except InputError:
+        return None  # no metric line yet (the job is still starting) or not text at all
 
 
 # -- units and runs -------------------------------------------------------------------------
@@ -319,6 +309,9 @@ class Follower:
             parts = tuple(p for p in (got if isinstance(got, list) else [got]) if p is not None and p.series)
             if parts:
                 unit.parts = parts
+        for part in unit.parts:
+            if not part.source:
+                part.source = str(unit.path)  # as load_runs does: --show-series names the file
         unit.read_at = self.clock()
         unit.cost = unit.read_at - t0
         return events
