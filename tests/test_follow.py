@@ -305,8 +305,13 @@ def test_exec_runs_on_each_finding_at_or_above_its_severity(tmp_path, capsys):
     log.write_text(_lines(s, v))
     out = tmp_path / "exec.txt"
     cmd = f'printf "%s|%s|%s\\n" "$TRAINDOCTOR_CODE" "$TRAINDOCTOR_SEVERITY" "$TRAINDOCTOR_TITLE" >> {out}'
-    rc = main(["watch", str(log), "--interval", "0.05", "--idle", "0.002", "--exec", cmd, "--exec-on", "error"])
+    dump = tmp_path / "finding.json"
+    rc = main(["watch", str(log), "--interval", "0.05", "--idle", "0.002", "--exec",
+               f'{cmd} && printf "%s\\n" "$TRAINDOCTOR_FINDING" >> {dump}', "--exec-on", "error"])
     assert rc == 1
+    findings = [json.loads(line) for line in dump.read_text().splitlines()]
+    assert {f["code"] for f in findings} >= {"divergence"} and all(f["severity"] == "error" for f in findings)
+    assert all(f["evidence"] and f["fixes"] for f in findings)  # the whole finding, as --json has it
     rows = [line.split("|") for line in out.read_text().splitlines()]
     assert rows and all(sev == "error" for _, sev, _ in rows)
     assert "divergence" in [code for code, _, _ in rows]
