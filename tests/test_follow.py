@@ -123,7 +123,9 @@ def test_watch_reports_divergence_while_the_training_process_still_runs(tmp_path
         end = time.monotonic() + 120
         while "loaded" not in (log.read_text() if log.exists() else "") and time.monotonic() < end:
             time.sleep(0.05)
-        watch = _watch(log, "--interval", "0.1", "--idle", "0.05")  # 3 s without growth ends it
+        # 3 s without growth ends it; --cpu 25: on a busy test machine a detector pass can take
+        # 0.3 s of wall time, and the default 2 % would then wait 15 s, past the writer's end
+        watch = _watch(log, "--interval", "0.1", "--idle", "0.05", "--cpu", "25")
         err = _Lines(watch.stderr)
         assert err.wait_for("following"), err.text()
         out = _Lines(watch.stdout, probe=lambda: writer.poll() is None)

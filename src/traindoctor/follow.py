@@ -16,10 +16,11 @@ How it stays cheap (measured in benchmarks/follow_cpu.py):
   stateful over the whole file (progress-bar step offsets across epochs, `Epoch 3/50` headers for
   the lines below them, and step-less lines placed by a decision over all of them), so a chunk
   parsed alone can get steps wrong, and a wrong finding cannot be taken back once printed. The
-  whole text is re-parsed instead, and throttled: after a parse that took t seconds the next
-  waits t / duty seconds (duty 2 %), so the parse work stays a bounded share of one core however
-  long the log grows; the price is latency on a huge log (about 50 x its parse time: 100,000
-  lines parse in about 5 s, so such a log is re-read every few minutes).
+  whole text is re-parsed instead, and throttled: a parse that will take t seconds (the last one's
+  time, scaled by how much the file grew since) starts only once t / duty seconds have passed
+  since the last (duty 2 %), so parsing stays a bounded share of one core however long the log
+  grows; the price is latency on a huge log (about 50 x its parse time: 100,000 lines parse in
+  under a second, so such a log is re-read about every 40 s).
 - Other formats are re-read whole by their reader when a file of theirs changed, under the same
   t / duty throttle. A CSV/JSONL file whose last byte is not a newline is mid-write and waits
   (at most a few polls) for its line to end.
@@ -158,6 +159,7 @@ class _Unit:
     tail: _TextTail | None = None
     cost: float = 0.0  # seconds the last read took
     read_at: float = float("-inf")
+    read_size: int = 0  # bytes it read
     deferred: int = 0
 
     @property
@@ -275,8 +277,12 @@ class Follower:
     def _read_due(self, unit: _Unit, now: float) -> bool:
         if unit.read_stamps == unit.seen:
             return False
-        if now < unit.read_at + unit.cost / self.duty:
-            return False  # the last read was expensive: let the job run a while first
+        # The next read costs what the last did, scaled by how much the files grew since: it may
+        # start once the time since the last read pays for it at `duty`. (Scaling by the last
+        # cost alone lets a fast-growing log's reads outgrow their waits several times over.)
+        grown = unit.size / unit.read_size if unit.read_size else 1.0
+        if now < unit.read_at + unit.cost * max(grown, 1.0) / self.duty:
+            return False
         if unit.tail is None and unit.path.suffix.lower() in _LINE_SUFFIXES and unit.deferred < _MAX_DEFER:
             if not _ends_with_newline(unit.path):
                 unit.deferred += 1
@@ -314,6 +320,7 @@ class Follower:
                 part.source = str(unit.path)  # as load_runs does: --show-series names the file
         unit.read_at = self.clock()
         unit.cost = unit.read_at - t0
+        unit.read_size = sum(s[1] for s in unit.read_stamps.values())
         return events
 
     def _restart(self, unit: _Unit, what: str) -> list[Event]:
@@ -517,7 +524,8 @@ def command(args, emit: Callable) -> int:
             runner(event)
 
     idle = args.idle * 60.0 if args.idle > 0 else None
-    follower = Follower(args.path, format=args.format, only=codes[0] or None, ignore=codes[1] or None)
+    follower = Follower(args.path, format=args.format, only=codes[0] or None, ignore=codes[1] or None,
+                        duty=args.cpu / 100)
     say(f"following {args.path} (every {args.interval:g} s"
         + (f"; ends after {args.idle:g} min without growth" if idle else "; Ctrl-C ends") + ")")
     old = _sigterm_as_interrupt()
@@ -562,6 +570,9 @@ def add_arguments(p) -> None:
     p.add_argument("--idle", type=_non_negative, default=20.0, metavar="MINUTES",
                    help="end, with the final report, when nothing grew for this long "
                         "(default: 20; 0: only Ctrl-C ends; fractions allowed)")
+    p.add_argument("--cpu", type=_percent, default=2.0, metavar="PERCENT",
+                   help="the share of one core that reading and the detectors may each take while the "
+                        "logs grow (default: 2); more: findings sooner on a long, fast-growing log")
     p.add_argument("--exec", metavar="COMMAND",
                    help="run this shell command on each new finding at or above --exec-on; the finding "
                         "is in TRAINDOCTOR_CODE, TRAINDOCTOR_SEVERITY, TRAINDOCTOR_TITLE, "
@@ -580,6 +591,18 @@ def _positive(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
     if not v > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return v
+
+
+def _percent(text: str) -> float:
+    import argparse
+
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a percentage, got {text!r}") from None
+    if not 0 < v <= 100:
+        raise argparse.ArgumentTypeError(f"must be in (0, 100], got {text!r}")
     return v
 
 
