@@ -16,11 +16,11 @@ How it stays cheap (measured in benchmarks/follow_cpu.py):
   stateful over the whole file (progress-bar step offsets across epochs, `Epoch 3/50` headers for
   the lines below them, and step-less lines placed by a decision over all of them), so a chunk
   parsed alone can get steps wrong, and a wrong finding cannot be taken back once printed. The
-  whole text is re-parsed instead, and throttled: a parse that will take t seconds (the last one's
-  time, scaled by how much the file grew since) starts only once t / duty seconds have passed
-  since the last (duty 2 %), so parsing stays a bounded share of one core however long the log
-  grows; the price is latency on a huge log (about 50 x its parse time: 100,000 lines parse in
-  under a second, so such a log is re-read about every 40 s).
+  whole text is re-parsed instead, and throttled: after a parse that took t seconds the next
+  waits t / duty seconds (duty 2 %, `--cpu`), so parsing takes about that share of a core, plus
+  what parsing the appended lines once costs (which only matters on a log of thousands of lines
+  a second); the price is latency on a huge log (about 50 x its parse time: 100,000 lines parse
+  in under a second, so such a log is re-read about every 40 s).
 - Other formats are re-read whole by their reader when a file of theirs changed, under the same
   t / duty throttle. A CSV/JSONL file whose last byte is not a newline is mid-write and waits
   (at most a few polls) for its line to end.
@@ -159,7 +159,6 @@ class _Unit:
     tail: _TextTail | None = None
     cost: float = 0.0  # seconds the last read took
     read_at: float = float("-inf")
-    read_size: int = 0  # bytes it read
     deferred: int = 0
 
     @property
@@ -277,11 +276,11 @@ class Follower:
     def _read_due(self, unit: _Unit, now: float) -> bool:
         if unit.read_stamps == unit.seen:
             return False
-        # The next read costs what the last did, scaled by how much the files grew since: it may
-        # start once the time since the last read pays for it at `duty`. (Scaling by the last
-        # cost alone lets a fast-growing log's reads outgrow their waits several times over.)
-        grown = unit.size / unit.read_size if unit.read_size else 1.0
-        if now < unit.read_at + unit.cost * max(grown, 1.0) / self.duty:
+        # After a read that took t seconds the next waits t / duty. The next read is larger by what
+        # was appended meanwhile, so the share of a core spent is duty + what parsing the new
+        # lines once costs: ~duty on a normal log; on one growing faster than a core parses, more
+        # (waiting for the share to fall below duty would then mean never reading again).
+        if now < unit.read_at + unit.cost / self.duty:
             return False
         if unit.tail is None and unit.path.suffix.lower() in _LINE_SUFFIXES and unit.deferred < _MAX_DEFER:
             if not _ends_with_newline(unit.path):
@@ -320,7 +319,6 @@ class Follower:
                 part.source = str(unit.path)  # as load_runs does: --show-series names the file
         unit.read_at = self.clock()
         unit.cost = unit.read_at - t0
-        unit.read_size = sum(s[1] for s in unit.read_stamps.values())
         return events
 
     def _restart(self, unit: _Unit, what: str) -> list[Event]:
