@@ -201,11 +201,7 @@ class Follower:
         self._scan_at = float("-inf")
         self._scan_cost = 0.0
         self._textlog = _reader("textlog")
-        # Import the detectors now: their import would otherwise count as the first live pass's
-        # cost, and the duty budget would then hold the second pass back for many seconds.
-        from .registry import detectors
-
-        detectors()
+        _import_detectors()
         self._regroup = False  # parts appeared for a run not followed yet, or a unit went away
 
     # -- one round ------------------------------------------------------------------------
@@ -372,6 +368,14 @@ class Follower:
             if state.live.runs != runs_before:
                 state.dirty = False
         return events
+
+
+def _import_detectors() -> None:
+    """Import the detectors up front: their import would otherwise count as the first live
+    pass's cost, and the duty budget would then hold the second pass back for many seconds."""
+    from .registry import detectors
+
+    detectors()
 
 
 def _discover(root: Path, files: list[Path] | None, format: str | None) -> dict[Path, ModuleType]:
