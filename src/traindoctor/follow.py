@@ -358,7 +358,7 @@ class Follower:
                 # share as reading (2 %), not the in-process recorder's 1 %, so findings come sooner.
                 state = self.runs[run_dir] = _Run(
                     LiveDiagnosis(only=self.only, ignore=self.ignore, params=self.params,
-                                  duty=self.duty, clock=self.clock), history.run)
+                                  duty=self.duty, clock=self.clock, cpu=self.cpu), history.run)
                 n = sum(len(s) for s in history.series.values())
                 events.append(Event("notice", f"following {'run ' + repr(history.run) if history.run else history.path}"
                                               f" ({history.format}, {len(history.series)} series, "
