@@ -43,15 +43,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 
 from .errors import InputError
 from .finding import Finding, Severity, json_safe
-from .history import RunHistory
+from .history import RunHistory, Series
 from .live import LiveDiagnosis
-from .readers import READERS, Part, _group, _reader
+from .readers import READERS, Part, _concat, _group, _reader
 
 __all__ = ["Follower", "follow", "command", "Event"]
 
@@ -331,6 +331,13 @@ class Follower:
         unit.parts = ()
         return events
 
+    def final_runs(self) -> list[RunHistory]:
+        """The runs read again whole from disk: what `diagnose PATH` reads now."""
+        from .readers import load_runs
+
+        self.units.clear()  # their copy of the logs: the final read needs the memory more
+        return load_runs(self.root, format=self.format)
+
     # -- detectors ------------------------------------------------------------------------
     def histories(self, *, checkpoints: bool = False) -> list[RunHistory]:
         """The runs as read so far (what the detectors see)."""
@@ -411,17 +418,146 @@ def _ends_with_newline(path: Path) -> bool:
         return True  # empty or unreadable: nothing half-written to wait for
 
 
+# -- an MLflow store: poll a RUNNING run for new metric points ---------------------------------
+@dataclass
+class _StoreRun:
+    history: RunHistory
+    live: LiveDiagnosis
+    cursor: dict | None = None
+    running: bool = True
+    dirty: bool = False  # new points since the detectors last ran
+
+
+class StoreFollower:
+    """Follows the RUNNING runs of an MLflow store: an mlflow.db (or sqlite:/// URI) or a
+    tracking server URL. Each poll asks for the points logged since the last one (MLflow's
+    (key, timestamp) order; on mlflow.db only when the database file changed), and a run whose
+    status leaves RUNNING has ended: when every followed run has, so has the watch.
+    `run` (an id or name) follows that run whatever its status says."""
+
+    def __init__(self, target, *, experiment=None, run=None, only=None, ignore=None, params=None,
+                 duty: float = 0.02, clock: Callable[[], float] = time.monotonic,
+                 cpu: Callable[[], float] = time.process_time):
+        from .readers import mlflow_store
+
+        self._store = mlflow_store
+        _import_detectors()
+        self.target, self.experiment, self.run = str(target), experiment, run
+        self.clock, self.cpu = clock, cpu
+        self.duty = duty
+        self.last_growth = clock()
+        self.polls = 0
+        listed = mlflow_store.load_runs(self.target, experiment=experiment, run=run)
+        picked = listed if run is not None else [h for h in listed if h.status == "RUNNING"]
+        self.listed = listed
+        self.runs: dict[str, _StoreRun] = {
+            h.meta["run_id"]: _StoreRun(replace(h, series={}),
+                                        LiveDiagnosis(only=only, ignore=ignore, params=params,
+                                                      duty=duty, clock=clock, cpu=cpu))
+            for h in picked}
+        db = mlflow_store.sqlite_path(self.target) or (None if "://" in self.target else Path(self.target))
+        self._files = None if db is None else [db, Path(f"{db}-wal"), Path(f"{db}-journal")]
+        self._seen: list | None = None
+        self._read_at = float("-inf")
+        self._cost = 0.0
+
+    @property
+    def ended(self) -> bool:
+        return not any(r.running for r in self.runs.values())
+
+    def poll(self) -> list[Event]:
+        self.polls += 1
+        events: list[Event] = []
+        if self.polls == 1:
+            if not self.runs:
+                listing = ", ".join(f"{h.run} ({h.status or '?'})" for h in self.listed[:8])
+                return [Event("notice", f"no RUNNING run in {self.target} ({listing}); "
+                                        "name one with --run to follow it anyway")]
+            for r in self.runs.values():
+                events.append(Event("notice", f"following run {r.history.run!r} ({r.history.status})",
+                                    run=r.history.run, path=r.history.path))
+        ended = self._read(self.clock())
+        for r in self.runs.values():
+            if r.dirty and r.live.due(sum(len(s) for s in r.history.series.values())):
+                for f in r.live.update(r.history):
+                    events.append(Event("finding", f.title, f, r.history.run, r.history.path))
+                r.dirty = False
+        return events + ended
+
+    def _read(self, now: float) -> list[Event]:
+        """New points of every followed run, when the store changed and the budget allows."""
+        stamps = None
+        if self._files is not None:  # mlflow.db: nothing to ask while its files stand still
+            stamps = [_stamp(f) for f in self._files]
+            if stamps == self._seen:
+                return []
+            if self._seen is not None:
+                self.last_growth = now
+        if now < self._read_at + self._cost / self.duty:
+            return []
+        self._seen = stamps
+        c0 = self.cpu()  # our CPU: a server's latency is not ours to budget
+        ended = []
+        for run_id, r in self.runs.items():
+            if not r.running:
+                continue
+            new = self._store.read_new_points(self.target, run_id, r.cursor)
+            r.cursor = new.cursor
+            if new.series:
+                self.last_growth = now
+                r.history = replace(r.history, series=_joined(r.history.series, new.series))
+                r.dirty = True
+            if new.status != "RUNNING":
+                r.running = False
+                ended.append(Event("notice", f"run {r.history.run!r} ended: {new.status}",
+                                   run=r.history.run, path=r.history.path))
+        self._read_at = self.clock()
+        self._cost = self.cpu() - c0  # the reads only: the detectors keep their own budget
+        return ended
+
+    def final_runs(self) -> list[RunHistory]:
+        """The followed runs read again whole: what `diagnose TARGET --run ID` reads."""
+        out = []
+        for run_id in self.runs:
+            out += self._store.load_runs(self.target, experiment=self.experiment, run=run_id)
+        return out or self.listed
+
+
+def _joined(old: dict[str, Series], new: dict[str, Series]) -> dict[str, Series]:
+    out = dict(old)
+    for name, s in new.items():
+        out[name] = _concat(old[name], s) if name in old else s
+    return out
+
+
 # -- the loop -------------------------------------------------------------------------------
+def make_follower(path, *, experiment=None, run=None, **kwargs):
+    """A StoreFollower for an MLflow store given directly (mlflow.db, sqlite:///, http://), else a
+    Follower of files."""
+    from .readers import mlflow_store
+
+    if kwargs.get("format") in (None, "mlflow") and mlflow_store.is_target(str(path)):
+        kwargs.pop("format", None)
+        kwargs.pop("rescan", None)
+        return StoreFollower(path, experiment=experiment, run=run, **kwargs)
+    if experiment is not None or run is not None:
+        raise InputError(path, "--experiment and --run pick runs of an MLflow store (an mlflow.db or a "
+                               "tracking server URL); this is not one")
+    return Follower(path, **kwargs)
+
+
 def follow(path, *, on_event: Callable[[Event], None], interval: float = 1.0, idle: float | None = 600.0,
            sleep: Callable[[float], None] = time.sleep, **kwargs) -> Follower:
     """Poll `path` (or a Follower) every `interval` seconds until nothing grew for `idle` seconds
     (None: until KeyboardInterrupt); every event goes to `on_event`. Returns the Follower. The
     final word on the run is `traindoctor.diagnose(path)` of what is then on disk."""
-    follower = path if isinstance(path, Follower) else Follower(path, **kwargs)
+    follower = path if isinstance(path, (Follower, StoreFollower)) else make_follower(path, **kwargs)
     try:
         while True:
             for event in follower.poll():
                 on_event(event)
+            if getattr(follower, "ended", False):
+                break  # the MLflow run(s) left RUNNING: no need to wait for --idle
             if idle is not None and follower.clock() - follower.last_growth >= idle:
                 break
             sleep(interval)
@@ -507,7 +643,6 @@ def live_line(event: Event, many_runs: bool) -> str:
 def command(args, emit: Callable) -> int:
     """`traindoctor watch PATH`: follow, print findings as they appear, then the final report."""
     from .engine import diagnose
-    from .readers import load_runs
 
     codes = _codes(args.only), _codes(args.ignore)
     # live lines go to stdout, unless stdout carries a machine-readable report
@@ -529,8 +664,8 @@ def command(args, emit: Callable) -> int:
             runner(event)
 
     idle = args.idle * 60.0 if args.idle > 0 else None
-    follower = Follower(args.path, format=args.format, only=codes[0] or None, ignore=codes[1] or None,
-                        duty=args.cpu / 100)
+    follower = make_follower(args.path, format=args.format, only=codes[0] or None, ignore=codes[1] or None,
+                             duty=args.cpu / 100, experiment=args.experiment, run=args.run)
     say(f"following {args.path} (every {args.interval:g} s"
         + (f"; ends after {args.idle:g} min without growth" if idle else "; Ctrl-C ends") + ")")
     old = _sigterm_as_interrupt()
@@ -540,8 +675,7 @@ def command(args, emit: Callable) -> int:
         _restore_sigterm(old)
     if runner is not None:
         runner.reap(wait=30.0)
-    del follower  # its copy of the logs: the final read below needs the memory more
-    runs = load_runs(args.path, format=args.format)  # the final report is `diagnose PATH` now
+    runs = follower.final_runs()  # the final report is `diagnose PATH` now
     reports = [diagnose(r).filtered(*codes) for r in runs]
     emit(reports, args)
     return 1 if any(r.fails(args.fail_on) for r in reports) else 0
@@ -570,6 +704,9 @@ def add_arguments(p) -> None:
     """The `watch` subcommand's own flags (the report flags are the CLI's shared ones)."""
     p.add_argument("path", help="a log file or run folder that a running job writes to")
     p.add_argument("--format", help="skip auto-detection (text, tensorboard, lightning_csv, ...)")
+    p.add_argument("--experiment", metavar="NAME", help="MLflow: the experiment (needed for a tracking server)")
+    p.add_argument("--run", help="MLflow: follow this run (id or name) whatever its status; default: "
+                                 "every RUNNING run")
     p.add_argument("--interval", type=_positive, default=1.0, metavar="SECONDS",
                    help="how often to check the files for growth (default: 1)")
     p.add_argument("--idle", type=_non_negative, default=20.0, metavar="MINUTES",
