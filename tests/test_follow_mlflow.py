@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+
 from test_follow import WRITER, _Lines, _watch
 
 pytest.importorskip("mlflow")
@@ -59,37 +60,38 @@ def test_watch_follows_a_running_mlflow_run_until_it_finishes(tmp_path):
 
 
 @pytest.mark.slow
-def test_watch_follows_a_running_run_on_a_tracking_server(tmp_path):
+def test_a_running_run_on_a_tracking_server_is_polled_for_new_points(tmp_path):
+    """The same follower on `http://host:port --experiment NAME`: a real `mlflow server` (its start
+    is most of this test's time), the run logged in-process between polls."""
     pytest.importorskip("mlflow.server", reason="needs the full mlflow package")
+    import mlflow
+    import numpy as np
+
     from readers.test_mlflow_store import _start_server, _stop
+    from test_follow import _diverging
+    from traindoctor.follow import StoreFollower
 
     server, url = _start_server(tmp_path / "server.db", tmp_path)
-    writer = watch = None
     try:
-        script = tmp_path / "train.py"
-        # the same writer, pointed at the server: log + ".ready" is where it signals
-        script.write_text(MLFLOW_WRITER.replace('mlflow.set_tracking_uri("sqlite:///" + log)',
-                                                'mlflow.set_tracking_uri(sys.argv[4])'))
-        go = tmp_path / "go"
-        marker = tmp_path / "run"
-        writer = subprocess.Popen([sys.executable, str(script), str(marker), "0.05", str(go), url], cwd=tmp_path)
-        end = time.monotonic() + 180
-        while not (tmp_path / "run.ready").exists() and time.monotonic() < end:
-            time.sleep(0.05)
-        watch = _watch(url, "--experiment", "digits", "--interval", "0.2", "--idle", "0")
-        err = _Lines(watch.stderr)
-        assert err.wait_for("following run 'digits/warmup-too-far' (RUNNING)"), err.text()
-        out = _Lines(watch.stdout, probe=lambda: writer.poll() is None)
-        go.touch()
-        writer.wait(timeout=180)
-        rc = watch.wait(timeout=120)
+        client = mlflow.MlflowClient(url)
+        exp = client.create_experiment("digits")
+        run = client.create_run(exp, run_name="warmup-too-far")
+        rid = run.info.run_id
+        s, v = _diverging()
+        follower = StoreFollower(url, experiment="digits", cpu=lambda: 0.0)
+        events = follower.poll()
+        assert "following run 'digits/warmup-too-far' (RUNNING)" in [e.text for e in events]
+        said = []
+        for lo in range(0, len(s), 20):  # 20 steps between polls
+            for step, value in zip(s[lo:lo + 20], v[lo:lo + 20]):
+                client.log_metric(rid, "loss", float(value), step=int(step))
+            said += [(lo, e.finding.code) for e in follower.poll() if e.kind == "finding"]
+        (state,) = follower.runs.values()
+        assert np.array_equal(state.history.series["loss"].values, v)  # every point, once
+        assert "divergence" in [c for _, c in said] and not follower.ended
+        client.set_terminated(rid, "FAILED")
+        events = follower.poll()
+        assert "run 'digits/warmup-too-far' ended: FAILED" in [e.text for e in events]
+        assert follower.ended
     finally:
-        for p in (watch, writer):
-            if p is not None and p.poll() is None:
-                p.kill()
         _stop(server)
-    stdout, stderr = out.text(), err.text()
-    live = [(line, running) for line, running in out.lines if line[9:].startswith("ERROR")]
-    assert live and live[0][1], stdout + stderr
-    assert "run 'digits/warmup-too-far' ended: FINISHED" in stderr
-    assert "divergence" in stdout[stdout.index("traindoctor diagnose"):] and rc == 1
