@@ -702,7 +702,8 @@ def _restore_sigterm(old) -> None:
 
 def add_arguments(p) -> None:
     """The `watch` subcommand's own flags (the report flags are the CLI's shared ones)."""
-    p.add_argument("path", help="a log file or run folder that a running job writes to")
+    p.add_argument("path", help="a log file or run folder that a running job writes to, an mlflow.db "
+                                "(or sqlite:///mlflow.db) or an MLflow tracking server URL")
     p.add_argument("--format", help="skip auto-detection (text, tensorboard, lightning_csv, ...)")
     p.add_argument("--experiment", metavar="NAME", help="MLflow: the experiment (needed for a tracking server)")
     p.add_argument("--run", help="MLflow: follow this run (id or name) whatever its status; default: "
