@@ -28,10 +28,15 @@ How it stays cheap (measured in benchmarks/follow_cpu.py):
   and within the same 2 % duty.
 - A rescan of the folder (to find new runs and files) happens when one of its folders changed, or
   every `rescan` seconds, and never more often than its own cost allows.
+- Costs are process CPU time, so a busy machine's wall time does not stretch the waits.
+- An MLflow store given directly (mlflow.db, sqlite:///..., http://host:5000) is not a file to
+  re-read: its RUNNING runs are asked for the points logged since the last poll
+  (mlflow_store.read_new_points), on mlflow.db only when the database files changed.
 
 A file that shrinks or is replaced by a new one (truncated, rotated, rerun with `>`) is read from
-its start, and its run is diagnosed anew. The run ends when nothing grew for `idle` seconds (or
-on Ctrl-C); the final report is then `diagnose` of the path as it is, with the same renderers.
+its start, and its run is diagnosed anew. The run ends when nothing grew for `idle` seconds, when
+the followed MLflow runs leave RUNNING, or on Ctrl-C / SIGTERM; the final report is then
+`diagnose` of the path as it is, with the same renderers.
 """
 
 from __future__ import annotations
