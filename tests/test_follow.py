@@ -342,6 +342,10 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["watch", str(tmp_path / "nope.log"), "--idle", "0.001"]) == 2
     err = capsys.readouterr().err.strip()
     assert "nope.log" in err and "\n" not in err
+    log = tmp_path / "train.log"
+    log.write_text("step=1 loss=1.0\n")
+    assert main(["watch", str(log), "--run", "abc", "--idle", "0.001"]) == 2  # not an MLflow store
+    assert "--run" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["watch", str(tmp_path), "--interval", "0"])
     assert exc.value.code == 2 and "--interval" in capsys.readouterr().err
