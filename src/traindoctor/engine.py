@@ -13,6 +13,7 @@ from dataclasses import replace
 from os import PathLike
 from typing import Any
 
+from .detectors._util import shared_medians
 from .finding import Finding, Fix, Report, Severity, Skip
 from .history import RunHistory
 from .registry import detectors
@@ -56,19 +57,20 @@ def run_detectors(history: RunHistory, *, only=None, ignore=None, params=None):
     available = {s.role for s in clean.series.values() if len(s) > 0}
     findings: list[Finding] = []
     skipped: list[Skip] = []
-    for check in detectors():
-        if (only_set and check.code not in only_set) or check.code in ignore_set:
-            continue
-        missing = check.missing(available)
-        if missing:
-            have = ", ".join(sorted(available)) or "no series"
-            skipped.append(Skip(check.code, f"needs {' and '.join(missing)}; this run has {have}"))
-            continue
-        try:
-            for item in check.func(clean, **params.get(check.code, {})) or ():
-                (skipped if isinstance(item, Skip) else findings).append(item)
-        except Exception as exc:  # a bug in one detector must not hide the others' findings
-            findings.append(_internal_error(check.code, exc))
+    with shared_medians():  # detectors smoothing the same series share one pass over it
+        for check in detectors():
+            if (only_set and check.code not in only_set) or check.code in ignore_set:
+                continue
+            missing = check.missing(available)
+            if missing:
+                have = ", ".join(sorted(available)) or "no series"
+                skipped.append(Skip(check.code, f"needs {' and '.join(missing)}; this run has {have}"))
+                continue
+            try:
+                for item in check.func(clean, **params.get(check.code, {})) or ():
+                    (skipped if isinstance(item, Skip) else findings).append(item)
+            except Exception as exc:  # a bug in one detector must not hide the others' findings
+                findings.append(_internal_error(check.code, exc))
     return findings, skipped
 
 
