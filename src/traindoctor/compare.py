@@ -304,9 +304,9 @@ def _overlay(c: Comparison) -> str:
 
 # -- CLI ----------------------------------------------------------------------------------------
 def command(args) -> int:
-    from .cli import EXIT_FINDINGS, EXIT_OK, _codes
+    from ._cli_common import EXIT_FINDINGS, EXIT_OK, codes
 
-    c = compare(args.paths, only=_codes(args.only), ignore=_codes(args.ignore))
+    c = compare(args.paths, only=codes(args.only), ignore=codes(args.ignore))
     if args.md:
         if args.md == "-":
             sys.stdout.write(c.to_markdown())

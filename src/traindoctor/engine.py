@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from os import PathLike
 from typing import Any
 
@@ -18,7 +18,7 @@ from .finding import Finding, Fix, Report, Severity, Skip
 from .history import RunHistory
 from .registry import detectors
 
-__all__ = ["diagnose", "run_detectors"]
+__all__ = ["diagnose", "run_detectors", "Explains", "EXPLAINS", "CONDITIONS", "demote_explained"]
 
 
 def diagnose(
@@ -74,35 +74,64 @@ def run_detectors(history: RunHistory, *, only=None, ignore=None, params=None):
     return findings, skipped
 
 
-# Which finding explains which: (root cause, the code it explains, which of those). A finding
-# that a warning-level root cause explains is lowered to info and names its cause, so the report
-# leads with the cause and its fix.
-# - "val": a plateau of any validation metric after overfitting: "raise the learning rate" is the
-#   wrong advice for a validation loss that stalls while training improves (seed 004);
-# - "other": a run that learned nothing (underfitting) or a loss that does not move at all
-#   explains the flat curves around it: one cause, one fix (seed 001's stuck position loss);
-# - "after": everything computed from the first NaN on is computed on NaN weights.
-EXPLAINS = (
-    ("overfitting", "plateau", "val"),
-    ("underfitting", "plateau", "other"),
-    ("loss_constant", "plateau", "other"),
-    ("nan_loss", "*", "after"),
+# -- one root cause first ---------------------------------------------------------------------
+# A report leads with its root cause; the findings the cause explains are listed under it
+# (`explained_by`), lowered to info, instead of standing beside it as peers with their own,
+# often wrong, advice. Each rule says when one finding explains another; extend the table.
+
+
+@dataclass(frozen=True)
+class Explains:
+    """A finding with code `cause` (at warning or above) explains one with code `effect` ("*":
+    any code) when the condition `when` (a key of CONDITIONS) holds between the two."""
+
+    cause: str
+    effect: str
+    when: str
+    why: str  # the principle, for whoever reads or extends the table
+
+
+def _same_metric(cause: Finding, f: Finding, history) -> bool:
+    return f.metric == cause.metric
+
+
+def _other_metric(cause: Finding, f: Finding, history) -> bool:
+    return f.metric != cause.metric
+
+
+def _val_metric(cause: Finding, f: Finding, history) -> bool:
+    return _split(f.metric, history) == "val"
+
+
+def _after(cause: Finding, f: Finding, history) -> bool:
+    """`f`'s window starts at or after the cause's first step/epoch, in the same unit."""
+    unit = cause.evidence.get("unit")
+    first = cause.evidence.get(f"first_{unit}")
+    return (f.steps is not None and f.evidence.get("unit") == unit and first is not None
+            and _num(f.steps[0]) >= _num(first))
+
+
+# condition name -> predicate(cause, finding, history): the vocabulary rules may use
+CONDITIONS = {
+    "any": lambda cause, f, history: True,
+    "same_metric": _same_metric,
+    "other_metric": _other_metric,
+    "val_metric": _val_metric,
+    "after": _after,
+}
+
+EXPLAINS: tuple[Explains, ...] = (
+    Explains("overfitting", "plateau", "val_metric",
+             "a validation metric that stalls while training keeps improving is a generalisation "
+             "gap; 'raise the learning rate' is the wrong advice for it (seed 004)"),
+    Explains("underfitting", "plateau", "other_metric",
+             "a run that learned nothing has flat curves everywhere: one cause, one fix"),
+    Explains("loss_constant", "plateau", "other_metric",
+             "a loss that does not move at all explains the flat curves around it (seed 001's "
+             "stuck position loss): no learning explains the component plateaus"),
+    Explains("nan_loss", "*", "after",
+             "everything computed from the first NaN on is computed on NaN weights"),
 )
-
-
-def _explains(cause: Finding, f: Finding, which: str, history) -> bool:
-    if f is cause or f.code == cause.code:
-        return False
-    if which == "val":
-        return _split(f.metric, history) == "val"
-    if which == "other":
-        return f.metric != cause.metric
-    if which == "after":
-        unit = cause.evidence.get("unit")
-        first = cause.evidence.get(f"first_{unit}")
-        return (f.steps is not None and f.evidence.get("unit") == unit and first is not None
-                and _num(f.steps[0]) >= _num(first))
-    return False
 
 
 def _split(metric, history) -> str | None:
@@ -121,19 +150,33 @@ def _num(x) -> float:
         return float("nan")
 
 
-def demote_explained(findings: list[Finding], history: RunHistory | None = None) -> list[Finding]:
-    """Lower to info the findings that a warning-level root cause explains (EXPLAINS)."""
-    causes = [(f, code, which) for f in findings if f.severity.rank >= Severity.WARNING.rank
-              for owner, code, which in EXPLAINS if f.code == owner]
+def find_cause(f: Finding, findings, history=None, rules=EXPLAINS) -> Finding | None:
+    """The first finding (in `findings` order) that a rule says explains `f`, or None."""
+    for cause in findings:
+        if cause is f or cause.code == f.code or cause.severity.rank < Severity.WARNING.rank:
+            continue
+        if cause.severity.rank < f.severity.rank:  # a cause is never milder than what it explains
+            continue
+        for rule in rules:
+            if (rule.cause == cause.code and rule.effect in ("*", f.code)
+                    and CONDITIONS[rule.when](cause, f, history)):
+                return cause
+    return None
+
+
+def demote_explained(findings: list[Finding], history: RunHistory | None = None,
+                     rules=EXPLAINS) -> list[Finding]:
+    """Mark each finding a root cause explains (`explained_by`, lowered to info, its explanation
+    naming the cause). A cause is itself never explained by what it explains (no cycles)."""
+    ranked = sorted(findings, key=lambda f: -f.severity.rank)  # the most severe cause wins
+    cause_of = {id(f): find_cause(f, ranked, history, rules) for f in findings}
     out = []
     for f in findings:
-        if f.severity.rank > Severity.INFO.rank:
-            cause = next((c for c, code, which in causes
-                          if code in ("*", f.code) and _explains(c, f, which, history)), None)
-            if cause is not None:
-                f = replace(f, severity=Severity.INFO,
-                            explanation=f"{f.explanation} The {cause.code} finding on {cause.metric} "
-                                        "explains this and says what to do.".strip())
+        cause = cause_of[id(f)]
+        if cause is not None and cause_of.get(id(cause)) is not f:
+            f = replace(f, severity=Severity.INFO, explained_by=cause.code,
+                        explanation=f"{f.explanation} The {cause.code} finding on {cause.metric} "
+                                    "explains this and says what to do.".strip())
         out.append(f)
     return out
 
