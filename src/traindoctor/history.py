@@ -186,12 +186,7 @@ class Series:
         if self.epochs is None or len(self) == 0:
             return False
         ep = self.epochs[np.isfinite(self.epochs)]
-        if ep.size != len(self):
-            return False
-        d = np.diff(np.floor(ep))
-        if (d >= 0).all():  # sorted (the usual case): unique iff strictly rising, no O(n log n) sort
-            return bool((d > 0).all())
-        return np.unique(np.floor(ep)).size == ep.size
+        return ep.size == len(self) and np.unique(np.floor(ep)).size == ep.size
 
     def normalized(self) -> Series:
         """Sorted by step, one value per step (the last logged wins, as after a resumed run)."""
