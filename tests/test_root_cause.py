@@ -154,3 +154,19 @@ def test_cli_verbose_flag_and_json_keep_explained_findings(tmp_path):
     assert "first thing to do:" in short.stdout and "thresholds:" not in short.stdout
     assert "thresholds:" in long.stdout and "fix 1:" in long.stdout
     assert len(short.stdout.splitlines()) < len(long.stdout.splitlines())
+
+
+def test_one_fault_seen_in_several_series_is_one_root_and_explanations_never_cycle():
+    # precision, recall and mAP exactly 0 over the same checks: the first is the root
+    stuck = [_f("loss_constant", "warning", m, (1, 20)) for m in ("precision", "recall", "mAP50")]
+    later = _f("loss_constant", "warning", "val/box_loss", (5, 20))
+    rep = td.Report(demote_explained([*stuck, later], None))
+    assert [(r.metric, [e.metric for e in u]) for r, u in rep.groups()] == [
+        ("precision", ["recall", "mAP50"]), ("val/box_loss", [])]
+    # two rules that would explain each other: one of the two is the root, never neither
+    rules = (Explains("divergence", "oscillation", "same_metric", "t"),
+             Explains("oscillation", "divergence", "same_metric", "t"))
+    a, b = _f("divergence", "warning", "train_loss"), _f("oscillation", "warning", "train_loss")
+    out = demote_explained([a, b], None, rules=rules)
+    assert sorted(str(f.explained_by) for f in out) in (["None", "divergence"], ["None", "oscillation"])
+    assert [f.code for f in td.Report(out).findings][1:] == [out[0].code if out[0].explained_by else out[1].code]

@@ -103,6 +103,12 @@ def _val_metric(cause: Finding, f: Finding, history) -> bool:
     return _split(f.metric, history) == "val"
 
 
+def _same_window(cause: Finding, f: Finding, history) -> bool:
+    """Both cover the same steps/epochs, in the same unit: one event seen in several series."""
+    return (f.steps is not None and f.evidence.get("unit") == cause.evidence.get("unit")
+            and tuple(f.steps) == tuple(cause.steps or ()))
+
+
 def _after(cause: Finding, f: Finding, history) -> bool:
     """`f`'s window starts at or after the cause's first step/epoch, in the same unit."""
     unit = cause.evidence.get("unit")
@@ -117,6 +123,7 @@ CONDITIONS = {
     "same_metric": _same_metric,
     "other_metric": _other_metric,
     "val_metric": _val_metric,
+    "same_window": _same_window,
     "after": _after,
 }
 
@@ -129,6 +136,9 @@ EXPLAINS: tuple[Explains, ...] = (
     Explains("loss_constant", "plateau", "other_metric",
              "a loss that does not move at all explains the flat curves around it (seed 001's "
              "stuck position loss): no learning explains the component plateaus"),
+    Explains("loss_constant", "loss_constant", "same_window",
+             "several series stuck over exactly the same checks (precision, recall and mAP all 0 "
+             "from the first epoch) are one fault seen several times, not several faults"),
     Explains("nan_loss", "*", "after",
              "everything computed from the first NaN on is computed on NaN weights"),
 )
@@ -150,30 +160,45 @@ def _num(x) -> float:
         return float("nan")
 
 
-def find_cause(f: Finding, findings, history=None, rules=EXPLAINS) -> Finding | None:
-    """The first finding (in `findings` order) that a rule says explains `f`, or None."""
+def find_cause(f: Finding, findings, history=None, rules=EXPLAINS, cause_of=None) -> Finding | None:
+    """The first finding (in `findings` order) that a rule says explains `f`, or None.
+
+    A cause is at least a warning and never milder than what it explains. A finding explains
+    one of its own code only through a row naming that code (never "*"), and only one listed
+    before it. `cause_of` (decided so far) keeps explanations free of cycles.
+    """
+    cause_of = cause_of or {}
+    order = {id(c): i for i, c in enumerate(findings)}
     for cause in findings:
-        if cause is f or cause.code == f.code or cause.severity.rank < Severity.WARNING.rank:
+        if cause is f or cause.severity.rank < Severity.WARNING.rank or cause.severity.rank < f.severity.rank:
             continue
-        if cause.severity.rank < f.severity.rank:  # a cause is never milder than what it explains
+        same = cause.code == f.code
+        if same and order[id(cause)] > order.get(id(f), -1):
             continue
-        for rule in rules:
-            if (rule.cause == cause.code and rule.effect in ("*", f.code)
-                    and CONDITIONS[rule.when](cause, f, history)):
-                return cause
+        if not any(rule.cause == cause.code and (rule.effect == f.code or (rule.effect == "*" and not same))
+                   and CONDITIONS[rule.when](cause, f, history) for rule in rules):
+            continue
+        up, seen = cause, set()
+        while up is not None and up is not f and id(up) not in seen:  # does the cause hang under f?
+            seen.add(id(up))
+            up = cause_of.get(id(up))
+        if up is None:
+            return cause
     return None
 
 
 def demote_explained(findings: list[Finding], history: RunHistory | None = None,
                      rules=EXPLAINS) -> list[Finding]:
     """Mark each finding a root cause explains (`explained_by`, lowered to info, its explanation
-    naming the cause). A cause is itself never explained by what it explains (no cycles)."""
+    naming the cause). Decided most severe first; a cause never hangs under what it explains."""
     ranked = sorted(findings, key=lambda f: -f.severity.rank)  # the most severe cause wins
-    cause_of = {id(f): find_cause(f, ranked, history, rules) for f in findings}
+    cause_of: dict[int, Finding | None] = {}
+    for f in ranked:
+        cause_of[id(f)] = find_cause(f, ranked, history, rules, cause_of)
     out = []
     for f in findings:
         cause = cause_of[id(f)]
-        if cause is not None and cause_of.get(id(cause)) is not f:
+        if cause is not None:
             f = replace(f, severity=Severity.INFO, explained_by=cause.code,
                         explanation=f"{f.explanation} The {cause.code} finding on {cause.metric} "
                                     "explains this and says what to do.".strip())
