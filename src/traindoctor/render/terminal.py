@@ -246,9 +246,22 @@ def _print_rich(reports, show_series: bool, file, verbose: bool = False) -> None
             panel = Panel(Group(Text(f.title, style="bold"), *body), title=title, title_align="left",
                           border_style=style.split()[-1])
             console.print(Padding(panel, (0, 0, 0, 4 * depth_of(report, f))))
-        if not verbose and len(report.findings) > 1:
+        if not verbose and len(report.findings) > 1:  # one line each, wrapped inside its column
+            grid = Table.grid(padding=(0, 1))
+            grid.add_column(no_wrap=True)
+            grid.add_column(no_wrap=True)
+            grid.add_column()
             for f in report.findings[1:]:
-                console.print(Text(_one_line(report, f), style=_STYLE[f.severity.value].replace("bold ", "")))
+                depth = depth_of(report, f)
+                body = Text(f"{f.code}: ", style="bold")
+                body.append(f.title)
+                if f.metric:
+                    body.append(f"  [{f.metric}]", style="dim")
+                if depth:
+                    body.append(f"  (explained by {f.explained_by})", style="dim")
+                grid.add_row(Text("  " * depth + ("-> " if depth else "")),
+                             Text(f.severity.value.upper(), style=_STYLE[f.severity.value]), body)
+            console.print(grid)
         if not verbose and report.findings:
             console.print(Text("--verbose: explanations, thresholds and every fix; "
                                "--html/--md/--json: full evidence", style="dim"))
