@@ -136,9 +136,6 @@ EXPLAINS: tuple[Explains, ...] = (
     Explains("loss_constant", "plateau", "other_metric",
              "a loss that does not move at all explains the flat curves around it (seed 001's "
              "stuck position loss): no learning explains the component plateaus"),
-    Explains("loss_constant", "loss_constant", "same_window",
-             "several series stuck over exactly the same checks (precision, recall and mAP all 0 "
-             "from the first epoch) are one fault seen several times, not several faults"),
     Explains("nan_loss", "*", "after",
              "everything computed from the first NaN on is computed on NaN weights"),
 )
