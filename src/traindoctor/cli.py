@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .follow import add_arguments
 
     add_arguments(w)
-    _add_output_flags(w)
+    add_output_flags(w)
 
     p = sub.add_parser("probe", help="run side-effect-free checks on a live model and one batch")
     p.add_argument("target", help="path/to/file.py:factory, where factory() returns (model, batch, loss_fn, optimizer)")
@@ -92,12 +92,10 @@ def _dispatch(args) -> int:
         return cmd_diagnose(args)
     if args.command == "list":
         return cmd_list(args)
-    if args.command == "watch":
-        from .follow import command as watch
-
-        return watch(args, emit)
     if args.command == "probe":
         from .probes.cli import command
+    elif args.command == "watch":
+        from .follow import command
     elif args.command == "compare":
         from .compare import command
     elif args.command == "explain":

@@ -645,8 +645,10 @@ def live_line(event: Event, many_runs: bool) -> str:
     return f"{time.strftime('%H:%M:%S')} {f.severity.value.upper():<7} {f.code}{where}{run}: {f.title}"
 
 
-def command(args, emit: Callable) -> int:
+def command(args) -> int:
     """`traindoctor watch PATH`: follow, print findings as they appear, then the final report."""
+    from ._cli_common import codes as _codes
+    from ._cli_common import emit, fails
     from .engine import diagnose
 
     codes = _codes(args.only), _codes(args.ignore)
@@ -683,11 +685,7 @@ def command(args, emit: Callable) -> int:
     runs = follower.final_runs()  # the final report is `diagnose PATH` now
     reports = [diagnose(r).filtered(*codes) for r in runs]
     emit(reports, args)
-    return 1 if any(r.fails(args.fail_on) for r in reports) else 0
-
-
-def _codes(text: str | None) -> list[str]:
-    return [c.strip() for c in (text or "").split(",") if c.strip()]
+    return fails(reports, args)
 
 
 def _sigterm_as_interrupt():
