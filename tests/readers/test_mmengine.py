@@ -171,4 +171,7 @@ def test_mmcv_and_mmengine_files_are_told_apart_by_content(tmp_path):
     b.write_text('{"env_info": "x"}\n{"mode": "train", "epoch": 1, "iter": 10, "loss": 1.0}\n')
     c = tmp_path / "c.json"
     c.write_text('{"step": 1, "value": 3}\n')  # no timing keys, not in vis_data: not MMEngine's
-    assert mm_reader._kind(a) == "mmengine" and mm_reader._kind(b) == "mmcv" and mm_reader._kind(c) is None
+    d = tmp_path / "d.json"
+    d.write_text('{"step": 1, "time": 3.5, "loss": 2.0}\n')  # a script's own log: no `iter`
+    assert mm_reader._kind(a) == "mmengine" and mm_reader._kind(b) == "mmcv"
+    assert mm_reader._kind(c) is None and mm_reader._kind(d) is None

@@ -339,3 +339,21 @@ def test_json_lines_read_alike_with_and_without_orjson(monkeypatch):
         lines, rows = tu.json_rows(text, table)
         got.append((lines, json.dumps(rows), table.bad_rows, table.first_bad_line))
     assert got[0] == got[1] and got[0][0] == [1, 2, 3, 4, 6] and got[0][2:] == (2, 5)
+
+
+def test_one_nested_row_is_flattened_and_ranks_run_across_chunks(tmp_path, monkeypatch):
+    """A single row nesting an object is found (more braces than rows); rows without a step or
+    epoch are numbered by their rank among logged rows, across the reader's chunks of lines."""
+    from traindoctor.readers import _tabular_util as tu
+
+    f = tmp_path / "m.jsonl"
+    f.write_text('{"step": 1, "loss": 1}\n{"step": 2, "opt": {"lr": 0.1}, "loss": 0.5}\n')
+    run = td.load(f)
+    assert run["opt/lr"].values.tolist() == [0.1] and run["loss"].steps.tolist() == [1, 2]
+    g = tmp_path / "n.jsonl"
+    g.write_text("".join(json.dumps({"loss": 1 / (i + 1)} if i % 4 else {"note": "x"}) + "\n" for i in range(30)))
+    chunks = tu.json_chunks
+    monkeypatch.setattr(tu, "json_chunks", lambda text, table: chunks(text, table, chunk=7))
+    monkeypatch.setattr(tabular, "json_chunks", tu.json_chunks)
+    loss = td.load(g)["loss"]
+    assert loss.steps.tolist() == list(range(22)) and loss.values.tolist() == [1 / (i + 1) for i in range(30) if i % 4]

@@ -172,17 +172,17 @@ def loads(text: str):
     return json.loads(text)
 
 
-def json_rows(text: str, table: Table, chunk: int = 4096) -> tuple[list[int], list[dict]]:
-    """The line numbers and objects of a JSON-lines text; damaged lines (and lines that are not
-    objects) are counted in `table` and skipped. A line over 1 MiB is not parsed (a 100,000-digit
-    number, pasted data).
+def json_chunks(text: str, table: Table, chunk: int = 4096):
+    """(rows before, line numbers, objects) for each chunk of a JSON-lines text; damaged lines
+    (and lines that are not objects) are counted in `table` and skipped. A line over 1 MiB is not
+    parsed (a 100,000-digit number, pasted data).
 
-    Lines are parsed a chunk at a time by one call to the C parser (as a JSON array), several
-    times faster than a call per line; a chunk that fails is parsed line by line.
+    A chunk of lines is parsed by one call to the C parser (as a JSON array), several times
+    faster than a call per line; a chunk that fails is parsed line by line. Readers build their
+    columns a chunk at a time, so only one chunk of dicts is alive at once.
     """
     lines = text.splitlines()
-    out_lines: list[int] = []
-    out_rows: list[dict] = []
+    done = 0
     for start in range(0, len(lines), chunk):
         keep = [i for i in range(start, min(start + chunk, len(lines))) if lines[i].strip()]
         rows = None
@@ -193,13 +193,26 @@ def json_rows(text: str, table: Table, chunk: int = 4096) -> tuple[list[int], li
                 rows = None
         if rows is None or len(rows) != len(keep):
             rows = [_json_line(lines[i]) for i in keep]
+        out_lines, out_rows = [], []
         for i, obj in zip(keep, rows):
             if type(obj) is dict:
                 out_lines.append(i + 1)
                 out_rows.append(obj)
             else:
                 table.bad(i + 1)
-    return out_lines, out_rows
+        if out_rows:
+            yield done, out_lines, out_rows
+            done += len(out_rows)
+
+
+def json_rows(text: str, table: Table) -> tuple[list[int], list[dict]]:
+    """All line numbers and objects of a JSON-lines text at once (see json_chunks)."""
+    lines: list[int] = []
+    rows: list[dict] = []
+    for _, ln, rs in json_chunks(text, table):
+        lines.extend(ln)
+        rows.extend(rs)
+    return lines, rows
 
 
 def _json_line(line: str):

@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import InputError
 from ..history import Series
 from . import Part, walk_files
-from ._tabular_util import Table, column, group_rows, head_lines, json_rows, number, read_text
+from ._tabular_util import Table, column, group_rows, head_lines, json_chunks, json_rows, number, read_text
 
 FORMAT = "mmengine"
 
@@ -63,8 +63,13 @@ def _kind(path: Path) -> str | None:
     rows = _first_rows(path)
     if any(r.get("mode") in ("train", "val") and "epoch" in r and "iter" in r for r in rows):
         return "mmcv"
-    if rows and number(rows[0].get("step")) is not None and (
-            path.parent.name == "vis_data" or {"data_time", "time"} & set(rows[0])):
+    if not rows or number(rows[0].get("step")) is None:
+        return None
+    if path.parent.name == "vis_data":
+        return "mmengine"
+    # elsewhere (a copied scalars.json), MMEngine's training line: the global `iter` beside
+    # `step`, and the IterTimerHook's `time`/`data_time`; a script's own {"step", "loss"} is not it
+    if any("iter" in r and number(r.get("step")) is not None and {"data_time", "time"} & set(r) for r in rows):
         return "mmengine"
     return None
 
@@ -133,24 +138,25 @@ def _series(table: Table, epoch_of: dict[str, np.ndarray] | None = None) -> dict
 def _read_mmengine(path: Path, run_dir: Path) -> Part:
     text, notes = read_text(path)
     table = Table()
-    lines, rows = json_rows(text, table)
-    train, val = [], []  # (keys, row numbers, rows, steps) per row shape
-    for keys, idx in group_rows(rows):
-        sub = [rows[i] for i in idx]
-        step, ok = column(sub, "step")
-        ok &= np.isfinite(step)
-        for i in idx[~ok]:
-            table.bad(lines[i])
-        if ok.any():
-            sub = [r for r, good in zip(sub, ok) if good]
-            group = (keys, idx[ok], sub, step[ok])
-            (train if {"iter", "lr", "epoch"} & set(keys) else val).append(group)
-    ends = None
-    for keys, idx, sub, step in train:
-        epoch = column(sub, "epoch")[0] if "epoch" in keys else np.full(len(sub), np.nan)
-        _add_columns(table, keys, idx, sub, step, epoch, "")
-        if "epoch" in keys:
-            ends = _merge_ends(ends, epoch, step)
+    ends = None  # (epochs, the last training step logged in each)
+    val = []  # (keys, row numbers, rows, steps): a validation a epoch, few; placed at the end
+    for done, lines, rows in json_chunks(text, table):
+        for keys, idx in group_rows(rows):
+            sub = [rows[i] for i in idx]
+            step, ok = column(sub, "step")
+            ok &= np.isfinite(step)
+            for i in idx[~ok]:
+                table.bad(lines[i])
+            if not ok.any():
+                continue
+            sub, idx, step = [r for r, good in zip(sub, ok) if good], idx[ok] + done, step[ok]
+            if not {"iter", "lr", "epoch"} & set(keys):
+                val.append((keys, idx, sub, step))
+                continue
+            epoch = column(sub, "epoch")[0] if "epoch" in keys else np.full(len(sub), np.nan)
+            _add_columns(table, keys, idx, sub, step, epoch, "")
+            if "epoch" in keys:
+                ends = _merge_ends(ends, epoch, step)
     for keys, idx, sub, step in val:
         if ends is not None:  # log_metric_by_epoch: `step` is the epoch just finished
             _add_columns(table, keys, idx, sub, _epoch_end_steps(ends, step), step, "val/")
