@@ -80,10 +80,12 @@ def infer_role(name: str) -> str:
     if any(t in _LR_TOKENS or _LR_GROUP_RE.fullmatch(t) for t in toks) or joined.startswith("lr_") \
             or "learning_rate" in joined:
         return "lr"
-    if "grad" in joined and "norm" in joined:
+    if ("grad" in joined and "norm" in joined) or "gnorm" in toks:  # fairseq logs `gnorm`
         return "grad_norm"
     if any(t in _TIME_TOKENS for t in toks) or joined.endswith("per_second"):
         return "time"
+    if toks[-1] in {"scale", "scaler"}:  # fp16 `loss_scale` (fairseq, apex): a factor, not a loss
+        return "other"
     split = next((_SPLIT_TOKENS[t] for t in toks if t in _SPLIT_TOKENS), None)
     if split is None:
         # Keras and many scripts: "val_loss" handled above; "vloss" / "valloss" are common too
