@@ -459,6 +459,8 @@ def _fast_rows(path: Path, text: str, start: int, skip: int, ncols: int, delim: 
         stop -= 1
     if stop <= start or ncols < 2 or any(u in text for u in _FAST_UNSAFE):
         return None
+    if text.count("\r", start, stop) != text.count("\r\n", start, stop):
+        return None  # a lone CR ("\r\r\n" from a csv.writer in a Windows text-mode file) ends a line for pandas
     cut = 0
     nlines = text.count("\n", start, stop) + 1
     if text.count(delim, start, stop) != (ncols - 1) * nlines:
@@ -481,8 +483,8 @@ def _fast_rows(path: Path, text: str, start: int, skip: int, ncols: int, delim: 
     except (ValueError, OverflowError, TypeError, MemoryError, OSError):
         return None  # a text cell: the careful path says which rows
     arr = df.to_numpy(dtype=np.float64)
-    if arr.shape != (nlines, ncols):
-        return None
+    if arr.shape != (nlines, ncols) or np.isnan(arr).all(axis=1).any():
+        return None  # a row pandas saw that the text does not have (or ",,,"): read row by row
     return arr, cut
 
 
