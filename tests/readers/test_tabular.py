@@ -290,6 +290,8 @@ def test_a_jittery_step_time_stays_a_step_time(tmp_path):
     "\n\nstep,perte_é,val\n0,1.5,\n1,1.25,2\n2,1.0",  # blank lines first, not ASCII, cut short
     "epoch,loss,val_loss\r\r\n0,1.0,1.1\r\r\n1,0.8,0.9\r\r\n",  # csv.writer into a Windows text-mode file
     "step,loss,val\n0,1.0,\n,,\n2,0.5,0.7\n",  # a row of empty cells
+    "step,loss,is_best\n0,1.0,True\n1,0.5,False\n",  # pandas would read True as 1.0
+    "step,loss\n0,1_000\n1,null\n2,N/A\n3,-Infinity\n",  # what float() and pandas each accept
 ])
 def test_fast_and_careful_csv_paths_agree(tmp_path, text):
     pytest.importorskip("pandas")

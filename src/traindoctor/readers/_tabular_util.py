@@ -439,7 +439,8 @@ def read_csv_table(path: Path, text: str, *, rename=None, expected: str, fast: b
 
 # Cell texts pandas reads as missing or as NaN where parse_cell would not agree: such a file takes
 # the row-by-row path ("nan" is a value there, "#N/A" is garbage).
-_FAST_UNSAFE = ('"', "#", "<", "nan", "NaN", "NAN", "Nan", "\n\n", "\n\r\n")
+# pandas also reads True/False as 1/0, where parse_cell sees text.
+_FAST_UNSAFE = ('"', "#", "<", "nan", "NaN", "NAN", "Nan", "\n\n", "\n\r\n", "rue", "RUE", "alse", "ALSE")
 
 
 def _fast_rows(path: Path, text: str, start: int, skip: int, ncols: int, delim: str) -> tuple[np.ndarray, int] | None:
@@ -457,7 +458,7 @@ def _fast_rows(path: Path, text: str, start: int, skip: int, ncols: int, delim: 
     stop = len(text)
     while stop > start and text[stop - 1] in " \t\r\n":
         stop -= 1
-    if stop <= start or ncols < 2 or any(u in text for u in _FAST_UNSAFE):
+    if stop <= start or ncols < 2 or any(text.find(u, start, stop) >= 0 for u in _FAST_UNSAFE):
         return None
     if text.count("\r", start, stop) != text.count("\r\n", start, stop):
         return None  # a lone CR ("\r\r\n" from a csv.writer in a Windows text-mode file) ends a line for pandas
