@@ -23,6 +23,7 @@ epochs are labels on the points (1-based, as both tools count them).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,7 @@ FORMAT = "mmengine"
 _EXPECTED = ('MMEngine vis_data/scalars.json (JSON lines with "step") or an mmcv <timestamp>.log.json '
              '(JSON lines with "mode", "epoch", "iter")')
 _AXIS = {"step", "epoch", "iter", "mode"}
+_STAMP_LOG = re.compile(r"\d{8}_\d{6}\.log")  # runner.timestamp: time.strftime("%Y%m%d_%H%M%S")
 # timing keys: the seconds per iteration (`time`), its data-loading share and the memory
 _NOT_STEP_TIME = {"data_time", "memory", "eta"}
 
@@ -89,15 +91,13 @@ def discover(root: Path, files: list[Path] | None = None) -> list[Path]:
                 continue
             seen_vis.add(f.parent)
             units.append(f.parent)  # the folder: scalars.json and its <timestamp>.json copy
-            stamp = f.parent.parent
+            # the Runner's text log: work_dir/<timestamp>/<timestamp>.log, beside vis_data/
+            units.extend(g for g in f.parent.parent.glob("*.log") if _STAMP_LOG.fullmatch(g.name) and g.is_file())
         else:
             units.append(f)
-            stamp = f.parent
             if f.name.endswith(".log.json"):
                 # mmcv's text log beside it: <timestamp>.log.json -> <timestamp>.log
                 units.extend(g for g in [f.with_name(f.name[:-5])] if g.is_file())
-                continue
-        units.extend(g for g in stamp.glob("*.log") if g.is_file())
     return units
 
 
@@ -116,10 +116,6 @@ def read(unit: Path) -> Part | None:
     return _read_mmengine(unit, unit.parent)
 
 
-def _val_name(key: str) -> str:
-    return f"val/{key}"
-
-
 def _role(name: str) -> str | None:
     last = name.rsplit("/", 1)[-1]
     if last in _NOT_STEP_TIME or (name.startswith("val/") and last == "time"):
@@ -127,7 +123,7 @@ def _role(name: str) -> str | None:
     return None
 
 
-def _series(table: Table, epoch_of: dict[str, np.ndarray] | None = None) -> dict[str, Series]:
+def _series(table: Table) -> dict[str, Series]:
     out = {}
     for name, s in table.series().items():
         role = _role(name)
