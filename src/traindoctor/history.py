@@ -291,11 +291,16 @@ class RunHistory:
     notes: tuple[str, ...] = ()  # e.g. "events file truncated after step 4100 (crashed run?)"
     files: Mapping[str, str] = field(default_factory=dict)  # series name -> the file it was read from
     parse_stats: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # file -> lines understood
+    # What the logger says about the run itself: "RUNNING", "FINISHED", "FAILED", "KILLED" (MLflow's
+    # RunStatus), "" when the format does not record it. A crashed run is what people come with.
+    status: str = ""
+    meta: Mapping[str, Any] = field(default_factory=dict)  # run id, name, experiment, times, tags
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "series", dict(self.series))
         object.__setattr__(self, "checkpoints", tuple(self.checkpoints))
         object.__setattr__(self, "notes", tuple(self.notes))
+        object.__setattr__(self, "meta", dict(self.meta))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Iterable[float]], **kwargs) -> RunHistory:
@@ -370,6 +375,7 @@ class RunHistory:
         return replace(self, series={n: s.normalized() for n, s in self.series.items()})
 
     def source(self) -> dict:
+        extra = {k: v for k, v in (("status", self.status), ("meta", self.meta)) if v}
         out = {
             "path": self.path,
             "format": self.format,
@@ -381,6 +387,7 @@ class RunHistory:
             ],
             "checkpoints": [c.to_dict() for c in self.checkpoints],
             "notes": list(self.notes),
+            **extra,
         }
         if self.parse_stats:
             out["files"] = [{"path": self._rel(f), **dict(st)} for f, st in self.parse_stats.items()]
