@@ -443,6 +443,10 @@ def read_csv_table(path: Path, text: str, *, rename=None, expected: str, fast: b
 _FAST_UNSAFE = ('"', "#", "<", "nan", "NaN", "NAN", "Nan", "\n\n", "\n\r\n", "rue", "RUE", "alse", "ALSE")
 
 
+_ODD_BYTE = np.zeros(256, dtype=bool)
+_ODD_BYTE[[c for c in range(256) if chr(c).isalpha() and chr(c) not in "eE" or chr(c) in "\"#<"]] = True
+
+
 def _fast_rows(path: Path, text: str, start: int, skip: int, ncols: int, delim: str) -> tuple[np.ndarray, int] | None:
     """Every data row (text[start:], after `skip` lines) as floats (NaN = empty cell), or None
     when the careful path must read it.
@@ -458,7 +462,12 @@ def _fast_rows(path: Path, text: str, start: int, skip: int, ncols: int, delim: 
     stop = len(text)
     while stop > start and text[stop - 1] in " \t\r\n":
         stop -= 1
-    if stop <= start or ncols < 2 or any(text.find(u, start, stop) >= 0 for u in _FAST_UNSAFE):
+    if stop <= start or ncols < 2:
+        return None
+    # One pass over the bytes finds whether any letter, quote, '#' or '<' is there at all; only
+    # then are the unsafe texts looked for one by one (each a scan of the whole body).
+    odd = not text.isascii() or bool(_ODD_BYTE[np.frombuffer(text.encode("ascii"), dtype=np.uint8)[start:stop]].any())
+    if odd and any(text.find(u, start, stop) >= 0 for u in _FAST_UNSAFE):
         return None
     if text.count("\r", start, stop) != text.count("\r\n", start, stop):
         return None  # a lone CR ("\r\r\n" from a csv.writer in a Windows text-mode file) ends a line for pandas
