@@ -78,3 +78,13 @@ def test_missing_run_is_one_line_and_exit_2(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "nope" in proc.stderr
+
+
+def test_td_compare_stays_callable_after_the_compare_module_is_imported():
+    """Importing traindoctor.compare (which td.compare itself does) must not rebind td.compare."""
+    import importlib
+
+    import traindoctor as td
+
+    importlib.import_module("traindoctor.compare")
+    assert callable(td.compare) and td.compare.__module__ == "traindoctor"
