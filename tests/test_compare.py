@@ -176,3 +176,13 @@ def test_runs_are_judged_on_the_validation_metric_they_all_logged(bug_and_fix, t
     assert all(r.higher_is_better for r in c.runs)
     assert c.runs[0].best_value == pytest.approx(max(_column(fix, "val_acc")), rel=1e-3)
     assert c.best_run() is not None  # the same numbers: either may be best, but one is
+
+
+def test_td_compare_stays_callable_after_the_compare_module_is_imported():
+    """Importing traindoctor.compare (which td.compare itself does) must not rebind td.compare."""
+    import importlib
+
+    import traindoctor as td
+
+    importlib.import_module("traindoctor.compare")
+    assert callable(td.compare) and td.compare.__module__ == "traindoctor"

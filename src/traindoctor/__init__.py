@@ -4,6 +4,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+# Loaded here, under another name, so that the function `compare` below keeps its name: the first
+# import of a submodule binds it on the package, which used to replace td.compare by the module
+# after its first call ("'module' object is not callable" on the second).
+from . import compare as _compare_module
 from .engine import diagnose
 from .errors import InputError, MissingExtraError, TraindoctorError
 from .finding import Finding, Fix, Report, Severity, Skip
@@ -15,6 +19,7 @@ __all__ = [
     "diagnose",
     "probe",
     "compare",
+    "watch",
     "load",
     "load_runs",
     "Finding",
@@ -33,9 +38,7 @@ __all__ = [
 
 def compare(paths_or_runs, **kwargs):
     """Several runs side by side: best and final values, findings, hparams that differ."""
-    from .compare import compare as _compare
-
-    return _compare(paths_or_runs, **kwargs)
+    return _compare_module.compare(paths_or_runs, **kwargs)
 
 
 def probe(model, batch, **kwargs):
@@ -46,3 +49,18 @@ def probe(model, batch, **kwargs):
     from .probes import probe as _probe
 
     return _probe(model, batch, **kwargs)
+
+
+def watch(model, optimizer=None, **kwargs):
+    """Record a live PyTorch training loop, warn on each new finding, report at the end (needs torch).
+
+    with td.watch(model, optimizer, logdir="runs/exp1") as w: ...; w.step(loss=loss, outputs=out, targets=y)
+    Options: on_finding="log" | "raise" | "stop", stop_on, every, deep_every, depth, nan_guard,
+    mirror (a SummaryWriter or logger), everything=True (all statistics every step).
+    """
+    from .errors import require
+
+    require("torch", "torch", "traindoctor.watch")
+    from .integrations import watch as _watch
+
+    return _watch(model, optimizer, **kwargs)

@@ -234,7 +234,8 @@ CATALOG: dict[str, dict] = {
         "probe", "the model cannot memorise one batch",
         "Any working model should drive the loss on a single small batch near zero; if it cannot, "
         "there is a bug (wrong loss, wrong targets, frozen parameters, broken model).",
-        "Trains a copy on one batch for a fixed number of steps; checks the final loss against the start.",
+        "Trains on a few examples of the batch (at most 8, and 128 predictions) with a fresh Adam for up "
+        "to a fixed number of steps, then restores the weights; checks the loss falls 10x from its start.",
         ["Check loss/target shapes and dtypes", "Check all parameters are in the optimizer",
          "Remove regularisation and augmentation while debugging"],
         [_KARPATHY],
@@ -315,6 +316,20 @@ CATALOG: dict[str, dict] = {
         ["Clean or impute the data; assert torch.isfinite(x).all() in the data pipeline"],
         [_ANOMALY],
     ),
+    "ignored_labels": _e(
+        "probe", "every label in the batch is ignored, or most are padding",
+        "Positions labelled with the ignore index (-100) carry no loss. With none left the loss is 0/0 "
+        "= NaN (or 0) and the step gives no signal; with more than 90% ignored and mostly padding, "
+        "most of the batch's compute is discarded.",
+        "Counts labels equal to the loss's ignore_index; padding is where attention_mask is 0 (or "
+        "runs at the row ends when there is no mask). Deliberate masking inside the sequence (masked "
+        "LM, prompt tokens) is not flagged unless every label is ignored.",
+        ["Drop examples left without labelled tokens (check max_length against prompt + answer)",
+         "Pad to the longest sequence per batch; group by length or pack sequences"],
+        ["PyTorch CrossEntropyLoss docs (ignore_index; mean over non-ignored targets): "
+         "https://pytorch.org/docs/stable/generated/torch.nn.CrossEntropyLoss.html",
+         "HF docs, data collators and padding: https://huggingface.co/docs/transformers/main_classes/data_collator"],
+    ),
     "params_not_in_optimizer": _e(
         "probe", "trainable parameters the optimizer does not update",
         "Parameters with requires_grad=True that are in no optimizer param group never change "
@@ -337,6 +352,23 @@ CATALOG: dict[str, dict] = {
         "Norm of one optimizer step divided by the norm of the weights, per parameter.",
         ["Adjust the LR toward a ratio around 1e-3"],
         [_CS231N],
+    ),
+    # -- live (watch) ---------------------------------------------------------------------
+    "rank_divergence": _e(
+        "curve", "DDP ranks disagree: a NaN on one rank, losses or gradient norms apart, a stalled rank",
+        "Under DDP every rank holds the same weights and, after the all-reduce, the same gradients. A NaN "
+        "on one rank only is that rank's data or numerics (and it spreads to all through the all-reduce); "
+        "gradient norms that differ mean the gradients are not averaged and the replicas drift; losses far "
+        "apart mean the ranks see different data; a rank waiting much longer for data slows every rank.",
+        "From the per-rank series `traindoctor.watch` gathers to rank 0 (rank/<r>/train_loss, grad_norm, "
+        "data_time): the first step with a loss finite on some ranks and not others; medians over the last "
+        "steps compared across ranks (loss ratio and gap against the step-to-step noise, relative gradient "
+        "norm difference, data-wait time against the other ranks').",
+        ["Check the batch the NaN rank had at that step for NaN/Inf",
+         "Wrap the model in DDP before building the optimizer; use a DistributedSampler with set_epoch",
+         "Give a stalling rank's DataLoader more workers, or check its node"],
+        ["PyTorch DDP notes: https://pytorch.org/docs/stable/notes/ddp.html",
+         "PyTorch DistributedSampler docs: https://pytorch.org/docs/stable/data.html#torch.utils.data.distributed.DistributedSampler"],
     ),
     # -- meta -----------------------------------------------------------------------------
     "internal_error": _e(

@@ -30,6 +30,7 @@ __all__ = ["load", "load_runs", "Part", "READERS", "find_checkpoints", "run_matc
 # Order matters: most specific first.
 READERS = (
     "tensorboard",
+    "traindoctor_run",
     "lightning_csv",
     "hf_trainer",
     "detectron2",
