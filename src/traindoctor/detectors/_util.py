@@ -225,13 +225,19 @@ def shared_medians():
 def window_medians(values: np.ndarray, width: int) -> np.ndarray:
     """The median of every `width` consecutive points (NaNs skipped): n - width + 1 values,
     the first one for values[0:width]. Read-only when shared (see `shared_medians`)."""
+    return _shared(("window", width), values,
+                   lambda v: row_medians(np.lib.stride_tricks.sliding_window_view(v, width)))
+
+
+def _shared(what: tuple, values: np.ndarray, compute) -> np.ndarray:
+    """compute(values), once per `shared_medians` block for the same values and `what`."""
     v = np.ascontiguousarray(values, dtype=np.float64)
     memo = _SHARED.get()
     if memo is None or v.size < 10_000:  # short series are cheap: no memo
-        return row_medians(np.lib.stride_tricks.sliding_window_view(v, width))
-    key = (v.size, width, hashlib.blake2b(memoryview(v).cast("B"), digest_size=16).digest())
+        return compute(v)
+    key = (*what, v.size, hashlib.blake2b(memoryview(v).cast("B"), digest_size=16).digest())
     if key not in memo:
-        out = row_medians(np.lib.stride_tricks.sliding_window_view(v, width))
+        out = compute(v)
         out.flags.writeable = False  # callers share it: a write would corrupt the others
         memo[key] = out
     return memo[key]
@@ -247,10 +253,12 @@ def smooth_window(n: int) -> int:
 def _rolling_median_strided(v: np.ndarray, half: int) -> np.ndarray:
     # median over a centred window taken at most 31 points apart: exact enough for a trend.
     # Edge-padding by `half` is the same as clipping the window's indices to the series.
-    step = max(1, (2 * half + 1) // 31)
-    padded = np.pad(v, (half, half), mode="edge")
-    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1)[:, ::step]
-    return row_medians(windows)
+    def compute(v):
+        step = max(1, (2 * half + 1) // 31)
+        padded = np.pad(v, (half, half), mode="edge")
+        return row_medians(np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1)[:, ::step])
+
+    return _shared(("strided", half), v, compute).copy()
 
 
 def ema(values: np.ndarray, alpha: float = 0.1) -> np.ndarray:
