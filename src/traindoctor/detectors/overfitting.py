@@ -16,7 +16,17 @@ import numpy as np
 from ..finding import Finding, Fix, Skip
 from ..history import RunHistory, Series
 from ..registry import detector
-from ._util import accuracy_scale, best_index, epoch_curve, fmt, noise_scale, sig, smooth, xval
+from ._util import (
+    accuracy_scale,
+    best_index,
+    fmt,
+    noise_scale,
+    rolling_median,
+    sig,
+    smooth,
+    smooth_window,
+    xval,
+)
 
 # validation metrics the checks can monitor, most preferred first
 VAL_ROLES = ("val_loss", "val_error", "val_accuracy")
@@ -34,9 +44,55 @@ def monitored(history: RunHistory) -> Series | None:
 
 
 def per_check(s: Series) -> Series:
-    """One point per validation check, finite values only; epoch-averaged when the series was
-    logged several times an epoch and that still leaves enough points."""
-    return epoch_curve(s, 5)
+    """The series' finite points, one per validation check as logged. An epoch is a label on a
+    point, never a bin: averaging the checks of one epoch would report a best value that was
+    never logged, at a step where no check ran."""
+    return s.finite()
+
+
+def validation_series(history: RunHistory) -> list[Series]:
+    """What the check watches: every validation loss (each component of a multi-part loss is
+    judged on its own: a val/cls_loss can overfit while val/box_loss keeps improving), else the
+    monitored error or accuracy."""
+    losses = [s for s in history.series.values() if s.role == "val_loss" and len(s) > 0]
+    if losses:
+        main = history.primary("val_loss")
+        return [main] + [s for s in losses if s is not main]
+    s = monitored(history)
+    return [s] if s is not None else []
+
+
+def _key(name: str) -> tuple[str, ...]:
+    """A metric's name without its split and without unit words: val/cls_loss and
+    train/cls_loss share ("cls", "loss"); eval_loss and loss share ("loss",)."""
+    from ..history import _SPLIT_TOKENS, _tokens
+
+    drop = set(_SPLIT_TOKENS) | {"epoch", "step", "loss", "losses"}
+    return tuple(t for t in _tokens(name) if t not in drop)
+
+
+def train_twin(history: RunHistory, val: Series) -> Series | None:
+    """The training loss a validation loss is compared with: the training series that measures
+    the same component (val/cls_loss <-> train/cls_loss, detectron2 val loss_cls <-> loss_cls,
+    fairseq valid nll_loss <-> train nll_loss); the main training loss only for the main
+    validation loss or one with no component name. Comparing a validation box loss with a
+    falling class loss would call "overfitting" what is only a different component."""
+    trains = [s for s in history.series.values() if s.role == "train_loss" and len(s) > 0]
+    key = _key(val.name)
+    same = [s for s in trains if _key(s.name) == key]
+    if same:
+        return history.primary("train_loss") if history.primary("train_loss") in same else same[0]
+    if val.kind != "loss":
+        return history.primary("train_loss")
+    main = history.primary("val_loss")
+    total = {"total", "overall", "all"}
+    if (main is not None and main.name == val.name) or not key or set(key) <= total:
+        cand = history.primary("train_loss")
+        # a total is compared with a total, never with one component of another split
+        if cand is not None and (not _key(cand.name) or set(_key(cand.name)) <= total
+                                 or len([s for s in trains if _key(s.name)]) < 2):
+            return cand
+    return None
 
 
 def early_stop_index(values: np.ndarray, patience: int, higher_is_better: bool = False) -> int | None:
@@ -106,22 +162,18 @@ def choose_checkpoint(history: RunHistory, best_x: float, best_step: float, unit
 
 
 
-def _train_at(history: RunHistory, ref: Series, unit: str) -> np.ndarray | None:
-    """The training loss at each check of `ref` (epoch means when epochs are known, else the
-    value interpolated at the check's step); None without a training loss."""
-    t = history.primary("train_loss")
-    if t is None:
+def _train_at(train: Series | None, ref: Series) -> np.ndarray | None:
+    """The training loss at each check of `ref`: the running median of its logged points (over
+    a tenth of the run, so one noisy minibatch does not decide) read at the check's step, or
+    the last point logged before it. None without a training loss."""
+    if train is None:
         return None
-    t = t.finite()
+    t = train.finite()
     if len(t) < 2:
         return None
-    if unit == "epoch" and t.has_epochs:
-        pe = t.per_epoch()
-        ep = np.floor(pe.epochs)
-        idx = np.searchsorted(ep, ref.epochs, side="right") - 1
-        out = np.where(idx >= 0, pe.values[np.clip(idx, 0, len(pe) - 1)], np.nan)
-        return out
-    return np.interp(ref.steps, t.steps, t.values, left=np.nan, right=t.values[-1])
+    level = rolling_median(t.values, smooth_window(len(t)) if len(t) >= 30 else 1, edges="symmetric")
+    i = np.searchsorted(t.steps, ref.steps, side="right") - 1
+    return np.where(i >= 0, level[np.clip(i, 0, len(t) - 1)], np.nan)
 
 
 # -- overfitting --------------------------------------------------------------------------
@@ -147,9 +199,15 @@ def overfitting(
     min_acc_drop: float = 0.01,  # an accuracy one point (1% of its scale) lower is "worse"
 ) -> Iterable[Finding | Skip]:
     """Validation got worse (or stopped improving) while training kept improving."""
-    raw = monitored(history)
-    if raw is None:
-        return
+    kw = dict(min_checks=min_checks, min_after=min_after, k_noise=k_noise,
+              min_rel_rise=min_rel_rise, stall_share=stall_share, min_stall=min_stall,
+              min_train_drop=min_train_drop, min_undo=min_undo, min_acc_drop=min_acc_drop)
+    for raw in validation_series(history):
+        yield from _one(history, raw, **kw)
+
+
+def _one(history: RunHistory, raw: Series, *, min_checks, min_after, k_noise, min_rel_rise,
+         stall_share, min_stall, min_train_drop, min_undo, min_acc_drop):
     s = per_check(raw)
     n = len(s)
     if n < min_checks:
@@ -180,7 +238,8 @@ def overfitting(
     acc_worse = acc is not None and acc["drop"] > max(k_noise * acc["noise"],
                                                        min_acc_drop * acc["scale"])
 
-    tr = _train_at(history, s, unit)
+    twin = train_twin(history, s)
+    tr = _train_at(twin, s)
     tr_best = tr_end = train_drop = tr_noise = None
     if tr is not None and np.isfinite(tr[b]) and np.isfinite(tr[-1]):
         tr_best, tr_end = float(tr[b]), float(tr[-1])
@@ -212,10 +271,12 @@ def overfitting(
         above = np.flatnonzero(sign * (v[b + 1:] - best_v) > k_noise * noise)
         onset_i = b + 1 + int(above[0]) if above.size else b + 1
     rows = counterfactual(s, unit)
+    best_step = xval(s.steps[b])
     ck = choose_checkpoint(history, float(x[b]), float(s.steps[b]), unit)
     ev = {
         "unit": unit,
         f"best_{unit}": bx,
+        "best_step": best_step,  # the contract's key, whatever the unit
         "best_value": sig(best_v),
         f"final_{unit}": xval(x[-1]),
         "final_value": sig(final_v),
@@ -254,6 +315,7 @@ def overfitting(
                    "accuracy_noise": sig(acc["noise"]), "accuracy_worse": acc_worse,
                    "accuracy_min_drop": sig(max(k_noise * acc["noise"], min_acc_drop * acc["scale"]))})
     if tr_best is not None:
+        ev["train_series"] = twin.name
         ev.update({"train_loss_at_best": sig(tr_best), "train_loss_final": sig(tr_end),
                    "train_change_pct": sig(-100 * train_drop, 3)})
     word = "accuracy" if hib else "value"
@@ -375,7 +437,7 @@ def train_val_gap(
         yield Skip("train_val_gap", f"{raw.name} has {len(s)} finite points; needs {min_checks}")
         return
     unit = s.unit
-    tr = _train_at(history, s, unit)
+    tr = _train_at(train_twin(history, s), s)
     if tr is None or not np.isfinite(tr).any():
         yield Skip("train_val_gap", "no finite training loss at the validation checks")
         return

@@ -86,137 +86,232 @@ def plateau(
     *,
     min_points: int = 10,
     k_noise: float = 3.0,  # three-sigma rule on the smoothed curve's noise
-    warn_share: float = 0.5,  # flat for half the run or more: the user should act
+    warn_share: float = 0.5,  # flat for half the run or more: long enough to act on
     info_share: float = 0.3,  # flat for the last 30%: context only
-    converged_drop: float = 0.5,  # fell >= 50% of its starting level before flattening = converged
+    # A training curve that fell >= 50% of its start (an accuracy: removed >= 50% of its first
+    # errors) before flattening has converged; a smaller fall, flat for half the run, is an
+    # optimiser that stopped making progress far from its floor.
+    converged_drop: float = 0.5,
+    # A validation curve "did not learn" when it improved by less than 10% of its start (of its
+    # first error for an accuracy); more than that is learning, and a stall after it is
+    # convergence or a generalisation gap, never a reason to raise the LR.
+    learn_share: float = 0.1,
     chance_tol: float = 0.1,  # within 10% of ln C counts as "at the chance-level loss"
     const_rel: float = 5e-4,  # flatter than this is loss_constant's business
 ) -> Iterable[Finding | Skip]:
-    """No meaningful improvement since a step (flat loss, accuracy stuck, loss at ln C)."""
+    """No meaningful improvement since a step, judged by whether the run learned at all."""
     n_classes, c_source = class_count(history)
-    seen = set()
-    # every loss series (a stuck component hides inside a moving total, seed 001), then accuracies
-    cands = [x for x in history.series.values() if x.role in ("train_loss", "val_loss")]
-    cands += [history.primary(r) for r in ("train_accuracy", "val_accuracy")]
-    for raw in cands:
-        if raw is None or raw.name in seen:
-            continue
-        seen.add(raw.name)
-        s = epoch_curve(raw, min_points)
-        n = len(s)
-        if n < min_points:
-            yield Skip("plateau", f"{raw.name} has {n} finite points; needs {min_points}")
+    p = dict(min_points=min_points, k_noise=k_noise, warn_share=warn_share, info_share=info_share,
+             converged_drop=converged_drop, learn_share=learn_share, chance_tol=chance_tol,
+             n_classes=n_classes)
+    memo: dict = {}
+    for raw in candidates(history):
+        s = raw.finite()
+        if len(s) < min_points:
+            yield Skip("plateau", f"{raw.name} has {len(s)} finite points; needs {min_points}")
             continue
         v = s.values
         if np.ptp(v) <= const_rel * max(float(np.median(np.abs(v))), 1e-12):
             continue  # exactly constant: reported by loss_constant
-        yield from _one(s, history, n_classes, c_source, min_points, k_noise, warn_share,
-                        info_share, converged_drop, chance_tol)
+        j = _judge(s, history, memo, p)
+        if j is not None:
+            yield _finding(s, history, j, c_source, p)
 
 
-def _one(s: Series, history, n_classes, c_source, min_points, k_noise, warn_share, info_share,
-         converged_drop, chance_tol):
-    unit = s.unit
-    x, v = s.x(unit), s.values
+def candidates(history: RunHistory) -> list[Series]:
+    """Every loss (a stuck component hides inside a moving total, seed 001), then the main
+    accuracies. One quantity gets one judgement: a loss logged both per step and as an epoch
+    mean (Lightning's train_loss_step / train_loss_epoch) is judged on the epoch mean, the same
+    numbers with less noise."""
+    from .overfitting import _key
+
+    groups: dict = {}
+    for s in history.series.values():
+        if s.role in ("train_loss", "val_loss") and len(s) > 0:
+            groups.setdefault((s.role, _key(s.name)), []).append(s)
+    out = []
+    for group in groups.values():
+        def rank(s):
+            toks = s.name.lower()
+            return ("epoch" not in toks, "step" in toks, -len(s), s.name)
+        out.append(sorted(group, key=rank)[0])
+    for role in ("train_accuracy", "val_accuracy"):
+        s = history.primary(role)
+        if s is not None and len(s) > 0:
+            out.append(s)
+    return out
+
+
+def _judge(s: Series, history: RunHistory, memo: dict, p: dict) -> dict | None:
+    """Where the flat stretch starts and what it means; None when the curve is not flat."""
+    if s.name in memo:
+        return memo[s.name]
+    memo[s.name] = None  # no recursion through a train/val pair
+    v = s.values
     n = len(s)
     hib = s.higher_is_better
     w = max(3, (n // 20) | 1)
     sm = smooth(v, w)
     noise = noise_scale(v)
-    start = plateau_start(v, noise, k_noise, hib)
+    start = plateau_start(v, noise, p["k_noise"], hib)
     if start is None:
-        return
+        return None
     flat = n - start
-    third = max(1, flat // 3)
-    thr = k_noise * noise * 1.25 * math.sqrt(2.0 / third)
     share = flat / n
-    if flat < min_points or share < info_share:
-        return
+    if flat < p["min_points"] or share < p["info_share"]:
+        return None
+    third = max(1, flat // 3)
     level = float(np.median(v[start:]))
+    # Where it started: the smoothed first point, a median over the first ~2.5% of the run.
+    # A drop inside those first points (fitting the output bias, the mean target: Karpathy,
+    # "A Recipe for Training Neural Networks", 2019) is not learning the task.
     first = float(sm[0])
-    gain_before = (float(sm[start]) - first) if hib else (first - float(sm[start]))
+    gain = (level - first) if hib else (first - level)
     # How much of the way it came: a loss relative to its first level; an accuracy relative to
     # its first *error* (1 - acc, or 100 - acc in %), so 0.84 -> 0.96 removes 75% of the errors.
     top = _top(v) if hib else None
     base = (top - first) if top is not None else abs(first)
-    drop = gain_before / base if base > 0 else 0.0
-    moved = float(np.ptp(sm[start:]))
-    ev = {
-        "unit": unit, f"since_{unit}": xval(x[start]), f"last_{unit}": xval(x[-1]),
-        "flat_points": flat, "points": n, "flat_share": sig(share, 3),
-        "level": sig(level), "moved_smoothed": sig(moved), "noise": sig(noise),
-        "first_smoothed": sig(first),
-        "improvement_before": sig(gain_before), "improvement_before_share": sig(drop, 3),
-        "improvement_measured_against": (f"the first error {fmt(top - first)} (= {fmt(top)} - "
-                                         f"{fmt(first)})" if top is not None else "the first level"),
-        "smoothing_window": w, "compared_points": third,
-        "thresholds": {"k_noise": k_noise, "meaningful_change": sig(thr), "warn_share": warn_share,
-                       "info_share": info_share, "converged_drop": converged_drop,
-                       "chance_tol": chance_tol, "min_points": min_points},
-    }
-    at_chance = majority = False
-    if n_classes:
-        ev["n_classes"] = n_classes
-        ev["n_classes_from"] = c_source
-        if s.kind == "loss":
-            ln_c = chance_loss(n_classes)
-            ev["chance_loss"] = sig(ln_c)
-            at_chance = abs(level - ln_c) <= chance_tol * ln_c
-        elif s.kind == "accuracy":
-            ev["chance_accuracy"] = sig(1.0 / n_classes)
+    learned = gain / base if base > 0 else 0.0
+    sm_noise = noise * 1.25 / math.sqrt(w)  # the noise of a median of w points
+    real_gain = gain > p["k_noise"] * sm_noise
+    rose = gain < -p["k_noise"] * sm_noise
+    j = {"start": start, "flat": flat, "share": share, "third": third, "level": level,
+         "first": first, "gain": gain, "learned": learned, "top": top, "noise": noise, "w": w,
+         "moved": float(np.ptp(sm[start:])), "rose": rose,
+         "thr": p["k_noise"] * noise * 1.25 * math.sqrt(2.0 / third)}
+    n_classes, tol = p["n_classes"], p["chance_tol"]
+    j["at_chance"] = False
+    if n_classes and s.kind == "loss":
+        j["chance"] = chance_loss(n_classes)
+        j["at_chance"] = abs(level - j["chance"]) <= tol * j["chance"]
+    elif n_classes and s.kind == "accuracy":
+        j["chance"] = 1.0 / n_classes
     # An accuracy is judged with its loss: if the loss of the same split fell most of the way,
     # the model learned, and a flat accuracy means it was already near its ceiling at the first
     # check (wine: 0.977 on 44 samples from epoch 0 while the val loss went 0.375 -> 0.05).
-    partner = _partner_drop(history, s, n_classes, chance_tol) if s.kind == "accuracy" else None
-    partner_converged = partner is not None and partner["drop"] >= converged_drop and not partner["at_chance"]
+    partner = _partner_drop(history, s, n_classes, tol) if s.kind == "accuracy" else None
+    j["partner"] = partner
+    partner_learned = (partner is not None and partner["drop"] >= p["converged_drop"]
+                       and not partner["at_chance"])
+    j["majority"] = False
+    if s.kind == "accuracy" and start == 0 and not partner_learned:
+        lvl = level / 100 if level > 1 else level
+        if classes_from_accuracy(lvl) is None and 0 < lvl < 1:
+            # flat from the first check at a level that is not 1/C: the share of the most
+            # frequent class (or token), what predicting it for every input scores
+            j["majority"] = True
+    learned_enough = partner_learned or (real_gain and learned >= p["converged_drop"])
+    if s.split == "val":
+        # A validation curve did not learn when it moved less than learn_share of its start.
+        # Whether that is the optimiser's fault depends on training: if the training loss kept
+        # improving, validation stalling is a generalisation gap (overfitting's finding, with
+        # the fix that matters: more LR would be the wrong advice); if it is stuck too, or was
+        # not logged, nothing in the run learned.
+        from .overfitting import train_twin
+
+        own_stuck = not partner_learned and not (real_gain and learned >= p["learn_share"])
+        twin = train_twin(history, s) if s.kind == "loss" else history.primary("train_loss")
+        tj = None
+        if twin is not None and len(twin.finite()) >= p["min_points"]:
+            tj = _judge(twin.finite(), history, memo, p) or {"stuck": False}
+            j["train_series"] = twin.name
+            j["train_stuck"] = tj["stuck"]
+        j["stuck"] = own_stuck and share >= p["warn_share"] and (tj is None or tj["stuck"])
+        j["gap"] = own_stuck and tj is not None and not tj["stuck"]
+    else:
+        j["stuck"] = share >= p["warn_share"] and not learned_enough
+        j["gap"] = False
+    j["stuck"] = j["stuck"] and not rose  # a curve that rose and stayed: divergence/overfitting
+    j["converged"] = not j["stuck"] and not j["at_chance"] and not j["majority"]
+    j["warn"] = j["at_chance"] or j["majority"] or j["stuck"]
+    memo[s.name] = j
+    return j
+
+
+def _finding(s: Series, history: RunHistory, j: dict, c_source: str, p: dict) -> Finding:
+    unit = s.unit
+    x = s.x(unit)
+    n = len(s)
+    start, flat, level, first, gain, learned = (j[k] for k in ("start", "flat", "level", "first",
+                                                               "gain", "learned"))
+    top, noise, thr, third = j["top"], j["noise"], j["thr"], j["third"]
+    since = xval(x[start])
+    ev = {
+        "unit": unit, f"since_{unit}": since, f"last_{unit}": xval(x[-1]),
+        "since_step": xval(s.steps[start]),
+        "flat_points": flat, "points": n, "flat_share": sig(j["share"], 3),
+        "level": sig(level), "moved_smoothed": sig(j["moved"]), "noise": sig(noise),
+        "first_smoothed": sig(first),
+        "improvement_before": sig(gain), "improvement_before_share": sig(learned, 3),
+        "improvement_measured_against": (f"the first error {fmt(top - first)} (= {fmt(top)} - "
+                                         f"{fmt(first)})" if top is not None else "the first level"),
+        "smoothing_window": j["w"], "compared_points": third,
+        "thresholds": {"k_noise": p["k_noise"], "meaningful_change": sig(thr),
+                       "warn_share": p["warn_share"], "info_share": p["info_share"],
+                       "converged_drop": p["converged_drop"], "learn_share": p["learn_share"],
+                       "chance_tol": p["chance_tol"], "min_points": p["min_points"]},
+    }
+    n_classes = p["n_classes"]
+    if n_classes:
+        ev["n_classes"] = n_classes
+        ev["n_classes_from"] = c_source
+        if "chance" in j:
+            ev["chance_loss" if s.kind == "loss" else "chance_accuracy"] = sig(j["chance"])
+    partner = j["partner"]
     if partner is not None:
         ev.update({"loss_partner": partner["name"], "loss_partner_first": sig(partner["first"]),
                    "loss_partner_end": sig(partner["end"]),
                    "loss_partner_drop_share": sig(partner["drop"], 3),
                    "loss_partner_drop_pct": sig(100 * partner["drop"], 3)})
-    if s.kind == "accuracy" and start == 0 and not partner_converged:
-        lvl = level / 100 if level > 1 else level
-        if classes_from_accuracy(lvl) is None and 0 < lvl < 1:
-            majority = True
-            ev["majority_class_share_guess"] = sig(lvl, 3)
-    converged = (drop >= converged_drop or partner_converged) and not at_chance
-    warn = at_chance or majority or (share >= warn_share and not converged)
-    severity = "warning" if warn else "info"
-    what = f"{s.name} has not improved meaningfully since {unit} {xval(x[start])}"
-    title = f"{what} ({flat} of {n} points, level {fmt(level)})"
-    expl = (f"Since {unit} {xval(x[start])} the median of the first third of {s.name} and of the last "
+    if "train_series" in j:
+        ev["train_series"] = j["train_series"]
+        ev["train_stuck"] = j["train_stuck"]
+    if j["majority"]:
+        ev["majority_class_share_guess"] = sig(level / 100 if level > 1 else level, 3)
+    severity = "warning" if j["warn"] else "info"
+    title = f"{s.name} has not improved meaningfully since {unit} {since} ({flat} of {n} points, level {fmt(level)})"
+    expl = (f"Since {unit} {since} the median of the first third of {s.name} and of the last "
             f"third differ by less than {fmt(thr)}, what counts as a real change for medians of "
             f"{third} points of a curve this noisy (noise {fmt(noise)}). ")
+    how = (f"{fmt(gain)} ({fmt(100 * learned, 3)}% of {ev['improvement_measured_against']})")
     fixes = []
-    if at_chance:
+    if j["at_chance"]:
         title = f"{s.name} is stuck at the chance-level loss ln {n_classes} = {fmt(ev['chance_loss'])}"
         expl += (f"A loss of ln {n_classes} = {fmt(ev['chance_loss'])} is what predicting every one of "
                  f"{n_classes} classes with equal probability gives: the model has learnt nothing. ")
         fixes.append(Fix("Check that labels match inputs and the loss gets logits (not softmax outputs)",
                          "a model that cannot beat uniform guessing usually sees broken data or targets",
                          None))
-    elif majority:
+    elif j["majority"]:
         title = (f"{s.name} has been flat at {fmt(ev['majority_class_share_guess'], 3)} since {unit} "
-                 f"{xval(x[start])}: not 1/C, so likely the majority-class share")
+                 f"{since}: not 1/C, so likely the majority-class share")
         expl += ("An accuracy that never moves from the start and is not 1/C is typically the share "
-                 "of the most frequent class: the model predicts one class for every input. ")
+                 "of the most frequent class (or token): the model predicts one class for every input. ")
         fixes.append(Fix("Weight the loss by class (weights n_samples / (n_classes * count_c)) "
                          "or resample to balance classes",
                          "so predicting the majority class is no longer a good minimum",
                          "torch.nn.CrossEntropyLoss(weight=class_weights)"))
-    elif converged and drop >= converged_drop:
-        expl += (f"Before that it improved by {fmt(gain_before)} ({fmt(100 * drop, 3)}% of "
-                 f"{ev['improvement_measured_against']}), so this looks like convergence.")
-    elif converged:
+    elif j["rose"]:
+        expl += (f"Before that it got worse by {fmt(-gain)} from its start ({fmt(first)} smoothed): a "
+                 "curve that rose and then stayed is a divergence or overfitting, reported by those "
+                 "checks, not a plateau.")
+    elif j["gap"]:
+        expl += (f"It improved by only {how}, while the training loss {j['train_series']} kept "
+                 "improving: validation that stalls while training improves is a generalisation "
+                 "gap (see overfitting), not a learning rate too low.")
+    elif j["converged"] and partner is not None and partner["drop"] >= p["converged_drop"]:
         expl += (f"Its loss {partner['name']} fell from {fmt(partner['first'])} to "
                  f"{fmt(partner['end'])} ({fmt(100 * partner['drop'], 3)}%), so the model learned: "
                  f"{s.name} was near its ceiling early, which looks like convergence.")
+    elif j["converged"]:
+        expl += f"Before that it improved by {how}, so this looks like convergence."
     else:
         if start == 0:
             expl += "It never improved: the model is not learning from the data at all. "
         else:
-            expl += (f"It improved by only {fmt(gain_before)} ({fmt(100 * drop, 3)}% of "
-                     f"{ev['improvement_measured_against']}) before flattening. ")
+            expl += f"It improved by only {how} before flattening. "
+        if "train_series" in j:
+            expl += f"The training loss {j['train_series']} is stuck too. "
         expl += ("Typical causes: a learning rate too low (or too high, bouncing), a model that "
                  "predicts one constant output (mean or majority class), or a saturated loss.")
     if severity == "warning":
@@ -230,8 +325,8 @@ def _one(s: Series, history, n_classes, c_source, min_points, k_noise, warn_shar
     else:
         fixes.append(Fix("Stop earlier or lower the LR (ReduceLROnPlateau) if you want more",
                          "further epochs at this LR do not improve it", None))
-    yield Finding("plateau", severity, title, metric=s.name, evidence=ev,
-                  steps=(xval(x[start]), xval(x[-1])), explanation=expl.strip(), fixes=fixes)
+    return Finding("plateau", severity, title, metric=s.name, evidence=ev,
+                   steps=(since, xval(x[-1])), explanation=expl.strip(), fixes=fixes)
 
 
 def _top(values: np.ndarray) -> float | None:
