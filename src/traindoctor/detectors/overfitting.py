@@ -227,7 +227,10 @@ def _one(history: RunHistory, raw: Series, *, min_checks, min_after, k_noise, mi
     tail_level = float(np.median(v[-tail_k:]))
     # Compare medians with medians: the raw best is often a lucky low outlier, and a tail
     # median sits ~3 sigma above the minimum of a long noisy flat curve by chance alone.
-    sm = smooth(v)
+    # symmetric edges: the first check is its own median, so a metric that was best at its very
+    # first check (a fine-tune that only got worse) keeps that best instead of a blend with the
+    # second check
+    sm = smooth(v, edges="symmetric")
     sm_best = float(np.max(sm) if hib else np.min(sm))
     rise = sign * (tail_level - sm_best)
     rising = rise > k_noise * noise and rise > min_rel_rise * abs(best_v)

@@ -111,8 +111,8 @@ def plateau(
             yield Skip("plateau", f"{raw.name} has {len(s)} finite points; needs {min_points}")
             continue
         v = s.values
-        if np.ptp(v) <= const_rel * max(float(np.median(np.abs(v))), 1e-12):
-            continue  # exactly constant: reported by loss_constant
+        if s.kind == "loss" and np.ptp(v) <= const_rel * max(float(np.median(np.abs(v))), 1e-12):
+            continue  # a loss that does not move at all: reported by loss_constant
         j = _judge(s, history, memo, p)
         if j is not None:
             yield _finding(s, history, j, c_source, p)
