@@ -253,7 +253,14 @@ def _one(history: RunHistory, raw: Series, *, min_checks, min_after, k_noise, mi
         and (tr_best - tr_end) > k_noise * (tr_noise if math.isfinite(tr_noise) else 0.0)
     )
     stalled = (not rising and after >= max(min_stall, stall_share * n) and train_fell)
-    if not (rising or stalled):
+    # Overfitting is validation getting worse while training does not: when the paired training
+    # loss rose as much over the same checks, the model got worse everywhere, which is an
+    # instability (divergence, a blow-up before a NaN), not a generalisation gap.
+    train_rose = (
+        train_drop is not None and -train_drop >= min_train_drop
+        and (tr_end - tr_best) > k_noise * (tr_noise if math.isfinite(tr_noise) else 0.0)
+    )
+    if not (rising or stalled) or (rising and train_rose):
         return
     widening = widen_share = None
     if stalled and not hib:

@@ -58,7 +58,14 @@ def plateau_start(values: np.ndarray, noise: float, k: float = 3.0, higher_is_be
         stride = max(1, third // 4)
         inside = min(float(np.median(seg[j:j + third])) for j in range(0, seg.size - third + 1, stride))
         dip = end - inside
-        if gain <= limit and dip <= limit:
+        # ...and no trend: a least-squares line through the whole stretch changes by less than
+        # k standard errors of such a change (sigma * sqrt(12 / m) for m points with independent
+        # noise). The thirds' medians miss a steady decline buried in large minibatch noise;
+        # the line uses every point and catches it.
+        m = seg.size
+        xs = np.arange(m) - (m - 1) / 2.0
+        trend = abs(float(np.dot(xs, seg - seg.mean()) / np.dot(xs, xs))) * (m - 1)
+        if gain <= limit and dip <= limit and trend <= k * noise * math.sqrt(12.0 / m):
             level = float(np.median(seg))
             near = np.flatnonzero(rolling_median(seg, 3) <= level + k * noise)
             return i + int(near[0]) if near.size else i
@@ -186,6 +193,8 @@ def _judge(s: Series, history: RunHistory, memo: dict, p: dict) -> dict | None:
         j["at_chance"] = abs(level - j["chance"]) <= tol * j["chance"]
     elif n_classes and s.kind == "accuracy":
         j["chance"] = 1.0 / n_classes
+        lvl = level / 100 if level > 1 else level
+        j["at_chance"] = abs(lvl - j["chance"]) <= tol * j["chance"] + 0.01  # a point of slack
     # An accuracy is judged with its loss: if the loss of the same split fell most of the way,
     # the model learned, and a flat accuracy means it was already near its ceiling at the first
     # check (wine: 0.977 on 44 samples from epoch 0 while the val loss went 0.375 -> 0.05).
@@ -216,14 +225,24 @@ def _judge(s: Series, history: RunHistory, memo: dict, p: dict) -> dict | None:
             tj = _judge(twin.finite(), history, memo, p) or {"stuck": False}
             j["train_series"] = twin.name
             j["train_stuck"] = tj["stuck"]
-        j["stuck"] = own_stuck and share >= p["warn_share"] and (tj is None or tj["stuck"])
-        j["gap"] = own_stuck and tj is not None and not tj["stuck"]
+        own_stuck = own_stuck and share >= p["warn_share"] and not rose
+        bad = j["at_chance"] or j["majority"] or own_stuck
+        j["gap"] = bad and tj is not None and not tj["stuck"]
+        j["stuck"] = own_stuck and not j["gap"]
+        j["warn"] = bad and not j["gap"]
     else:
-        j["stuck"] = share >= p["warn_share"] and not learned_enough
+        # A training curve is stuck when it fell less than converged_drop before flattening for
+        # half the run, unless the run's task score says the model learned anyway (one noisy
+        # component of a detector's loss flattening while its precision climbs is convergence).
+        # A curve that rose and stayed is a divergence, not a plateau.
+        if "__task__" not in memo:
+            memo["__task__"] = task_learned(history, p["converged_drop"])
+        j["task_learned"] = memo["__task__"]
+        learned_enough = learned_enough or (s.kind == "loss" and memo["__task__"] is not None)
+        j["stuck"] = share >= p["warn_share"] and not learned_enough and not rose
         j["gap"] = False
-    j["stuck"] = j["stuck"] and not rose  # a curve that rose and stayed: divergence/overfitting
-    j["converged"] = not j["stuck"] and not j["at_chance"] and not j["majority"]
-    j["warn"] = j["at_chance"] or j["majority"] or j["stuck"]
+        j["warn"] = j["at_chance"] or j["majority"] or j["stuck"]
+    j["converged"] = not j["stuck"] and not j["at_chance"] and not j["majority"] and not j["gap"]
     memo[s.name] = j
     return j
 
@@ -275,7 +294,22 @@ def _finding(s: Series, history: RunHistory, j: dict, c_source: str, p: dict) ->
             f"{third} points of a curve this noisy (noise {fmt(noise)}). ")
     how = (f"{fmt(gain)} ({fmt(100 * learned, 3)}% of {ev['improvement_measured_against']})")
     fixes = []
-    if j["at_chance"]:
+    if j["gap"]:
+        what = ("at chance" if j["at_chance"] else "at the majority-class share" if j["majority"]
+                else f"after improving by only {how}")
+        expl += (f"{s.name} sits {what}, while the training loss {j['train_series']} kept "
+                 "improving: validation that stalls while training improves is a generalisation "
+                 "gap (see overfitting: memorising, or train and validation data that differ), "
+                 "not a learning rate too low.")
+    elif j["at_chance"] and s.kind == "accuracy":
+        title = (f"{s.name} is stuck at the chance level 1/{n_classes} = {fmt(ev['chance_accuracy'])} "
+                 f"(level {fmt(level)})")
+        expl += (f"An accuracy of 1/{n_classes} is what guessing among {n_classes} classes scores: "
+                 "the model has learnt nothing. ")
+        fixes.append(Fix("Check that labels match inputs (shuffled separately? wrong column?)",
+                         "a model that cannot beat guessing usually sees broken data or targets",
+                         None))
+    elif j["at_chance"]:
         title = f"{s.name} is stuck at the chance-level loss ln {n_classes} = {fmt(ev['chance_loss'])}"
         expl += (f"A loss of ln {n_classes} = {fmt(ev['chance_loss'])} is what predicting every one of "
                  f"{n_classes} classes with equal probability gives: the model has learnt nothing. ")
@@ -295,14 +329,18 @@ def _finding(s: Series, history: RunHistory, j: dict, c_source: str, p: dict) ->
         expl += (f"Before that it got worse by {fmt(-gain)} from its start ({fmt(first)} smoothed): a "
                  "curve that rose and then stayed is a divergence or overfitting, reported by those "
                  "checks, not a plateau.")
-    elif j["gap"]:
-        expl += (f"It improved by only {how}, while the training loss {j['train_series']} kept "
-                 "improving: validation that stalls while training improves is a generalisation "
-                 "gap (see overfitting), not a learning rate too low.")
     elif j["converged"] and partner is not None and partner["drop"] >= p["converged_drop"]:
         expl += (f"Its loss {partner['name']} fell from {fmt(partner['first'])} to "
                  f"{fmt(partner['end'])} ({fmt(100 * partner['drop'], 3)}%), so the model learned: "
                  f"{s.name} was near its ceiling early, which looks like convergence.")
+    elif j["converged"] and j.get("task_learned") and learned < p["converged_drop"]:
+        tl = j["task_learned"]
+        ev["task_score"] = tl["name"]
+        ev["task_score_first"] = sig(tl["first"])
+        ev["task_score_best"] = sig(tl["best"])
+        expl += (f"It improved by {how}, but {tl['name']} rose from {fmt(tl['first'])} to "
+                 f"{fmt(tl['best'])} (smoothed best): the model learned its task, so this term "
+                 "flattening is convergence.")
     elif j["converged"]:
         expl += f"Before that it improved by {how}, so this looks like convergence."
     else:
@@ -327,6 +365,27 @@ def _finding(s: Series, history: RunHistory, j: dict, c_source: str, p: dict) ->
                          "further epochs at this LR do not improve it", None))
     return Finding("plateau", severity, title, metric=s.name, evidence=ev,
                    steps=(since, xval(x[-1])), explanation=expl.strip(), fixes=fixes)
+
+
+def task_learned(history: RunHistory, share: float) -> dict | None:
+    """The first accuracy-like score of the run (validation first) whose best smoothed value
+    removed at least `share` of its first error (1 - acc), as {name, first, best, share};
+    None when no score shows that the model learned its task."""
+    scores = sorted((s for s in history.series.values() if s.kind == "accuracy"),
+                    key=lambda s: (s.split != "val", s.name))
+    for s in scores:
+        v = s.finite().values
+        if v.size < 5:
+            continue
+        top = _top(v)
+        if top is None:
+            continue
+        first = float(np.median(v[:3]))
+        best = float(np.max(rolling_median(v, 3)))
+        if top - first > 0 and (best - first) >= share * (top - first):
+            return {"name": s.name, "first": first, "best": best,
+                    "share": (best - first) / (top - first)}
+    return None
 
 
 def _top(values: np.ndarray) -> float | None:
