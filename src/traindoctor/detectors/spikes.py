@@ -9,6 +9,8 @@ level and a relative tolerance), made robust to the heavy tail of minibatch loss
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..finding import Finding, Fix
@@ -26,13 +28,25 @@ from ._util import (
 )
 
 
+def log_scale(values: np.ndarray, decades: float) -> bool:
+    """True when a curve should be judged on a log scale: all its values are positive and they
+    span at least `decades` orders of magnitude. On a linear scale the largest values set the
+    noise and the range, so a blow-up by four orders of magnitude late in a loss that fell from
+    1e8 to 1e-6 is invisible; on a log scale it is a jump of four decades."""
+    f = values[np.isfinite(values)]
+    return bool(f.size and f.min() > 0 and np.log10(f.max() / f.min()) >= decades)
+
+
 def find_spikes(values: np.ndarray, *, z_threshold: float, rel_threshold: float,
                 recover_fraction: float, range_fraction: float = 0.0,
-                window: int | None = None) -> tuple[list[dict], float]:
-    """Spike events as dicts of indices and sizes, plus the noise scale used."""
+                window: int | None = None, min_before: int = 3) -> tuple[list[dict], float]:
+    """Spike events as dicts of indices and sizes, plus the noise scale used.
+
+    `values` may be log10 of the loss (then `rel_threshold` is a ratio: log10(1 + rel)); the
+    caller converts levels back for the evidence."""
     n = values.size
     window = window or smooth_window(n)
-    level = trailing_median(values, window)
+    level = trailing_median(values, window)  # fewer points near the start, at least min_before
     noise = robust_noise(values, window)
     # A perfectly flat stretch has zero noise, and z against zero is meaningless (1e10): floor the
     # scale at 0.1% of the typical level, as _util.noise_scale does for every other threshold.
@@ -46,7 +60,7 @@ def find_spikes(values: np.ndarray, *, z_threshold: float, rel_threshold: float,
         z = excess / scale
         flagged = (z >= z_threshold) & (excess >= rel_threshold * np.abs(level))
         flagged &= excess >= range_fraction * run_range
-    flagged[: max(3, window // 2)] = False  # no level to compare against yet
+    flagged[: max(min_before, window // 2)] = False  # no level to compare against yet
     events = []
     i = 0
     while i < n:
@@ -71,16 +85,18 @@ def find_spikes(values: np.ndarray, *, z_threshold: float, rel_threshold: float,
     return events, noise
 
 
-@detector("loss_spikes", requires=("train_loss",))
+@detector("loss_spikes", requires=(("train_loss", "val_loss"),))
 def loss_spikes(
     history: RunHistory,
     *,
-    # 8 robust z-scores: normal noise gives a point this far out about once in 1e15 draws, so
-    # what crosses it is a real event even in heavy-tailed minibatch losses.
+    # 8 robust z-scores of the curve's own noise: normal noise gives a point this far out about
+    # once in 1e15 draws, so what crosses it is a real event even in heavy-tailed minibatch losses.
     z_threshold: float = 8.0,
-    # ...and at least doubling the recent level (Lightning's SpikeDetection default rtol=2.0
-    # flags a loss 2x its running mean).
-    rel_threshold: float = 1.0,
+    # ...and at least 25% above the recent level. The jump is judged against the curve's own
+    # scale (its noise and its range), not a fixed doubling: a +64% jump that decays over ~15
+    # steps on a smooth LLM curve is a spike (Lightning's SpikeDetection, rtol=2.0, is tuned for
+    # noisy per-batch losses, which the z-score handles here).
+    rel_threshold: float = 0.25,
     # ...and at least 10% of the run's whole (smoothed) range: a loss near 0 doubling from 0.02
     # to 0.05 is minibatch noise, not an event (Lightning's SpikeDetection has an atol for this).
     range_fraction: float = 0.1,
@@ -89,17 +105,50 @@ def loss_spikes(
     # Many recovered spikes are a warning too: 5 events and at least 1% of the points.
     many_spikes: int = 5,
     many_rate: float = 0.01,
+    # A jump to 10x the level or more is an explosion (Pascanu et al. 2013: exploding gradients
+    # throw the weights far off): a warning even when the loss found its way back.
+    explosion_factor: float = 10.0,
+    # Curves spanning 3+ decades are judged on log10 of the loss.
+    log_decades: float = 3.0,
     min_points: int = 20,
 ):
     """Sudden loss spikes: how many, where, how big (robust z), and whether the loss recovered."""
-    raw = history.primary("train_loss")
-    s, skip = finite_or_skip("loss_spikes", raw, min_points)
-    if s is None or skip is not None:  # no series (a direct call): nothing; too short: say so
-        yield from [skip] if skip else []
-        return
+    p = dict(z_threshold=z_threshold, rel_threshold=rel_threshold, range_fraction=range_fraction,
+             recover_fraction=recover_fraction, many_spikes=many_spikes, many_rate=many_rate,
+             explosion_factor=explosion_factor, log_decades=log_decades)
+    for raw in _loss_curves(history):
+        s, skip = finite_or_skip("loss_spikes", raw, min_points)
+        if s is None or skip is not None:  # too short: say so
+            yield from [skip] if skip else []
+            continue
+        yield from _one(history, raw, s, p)
+
+
+def _loss_curves(history: RunHistory) -> list:
+    """The main training loss, then every other loss (components, validation: a validation
+    loss is computed on fixed data, so its jumps are the weights' jumps), one per quantity."""
+    from .plateau import candidates
+
+    main = history.primary("train_loss")
+    rest = [s for s in candidates(history) if s.kind == "loss" and (main is None or s.name != main.name)]
+    return ([main] if main is not None else []) + rest
+
+
+def _one(history, raw, s, p):
     n = len(s)
-    events, noise = find_spikes(s.values, z_threshold=z_threshold, rel_threshold=rel_threshold,
-                                recover_fraction=recover_fraction, range_fraction=range_fraction)
+    log = log_scale(s.values, p["log_decades"])
+    vals = np.log10(s.values) if log else s.values
+    rel = math.log10(1 + p["rel_threshold"]) if log else p["rel_threshold"]
+    # on a log scale the level is a log: compare the excess with the ratio, not with |level|
+    events, noise = find_spikes(vals, z_threshold=p["z_threshold"],
+                                rel_threshold=rel if not log else 0.0,
+                                recover_fraction=p["recover_fraction"],
+                                range_fraction=p["range_fraction"])
+    if log:
+        events = [e for e in events if vals[e["peak"]] - e["level"] >= rel]
+        for e in events:
+            e["level"] = float(10 ** e["level"])
+            e["after"] = None if e["after"] is None else float(10 ** e["after"])
     if not events:
         return
     x = s.x()
@@ -107,34 +156,38 @@ def loss_spikes(
     shown = events[:20]
     unrecovered = [e for e in events if e["recovered"] is False]
     rate = len(events) / n
-    warn = bool(unrecovered) or (len(events) >= many_spikes and rate >= many_rate)
+    ratios = [float(s.values[e["peak"]]) / e["level"] if e["level"] > 0 else math.inf for e in events]
+    exploded = [e for e, r in zip(events, ratios) if r >= p["explosion_factor"]]
+    warn = bool(unrecovered) or bool(exploded) or (len(events) >= p["many_spikes"]
+                                                   and rate >= p["many_rate"])
     biggest = max(events, key=lambda e: e["z"])
     ev = {
         "unit": unit,
         "count": len(events),
         "points": n,
         "rate": sig(rate),
+        "scale": "log10" if log else "linear",
         f"{unit}s": [xval(x[e["peak"]]) for e in shown],
         "peak_values": [sig(s.values[e["peak"]]) for e in shown],
         "levels_before": [sig(e["level"]) for e in shown],
+        "peak_to_level": [sig(r, 3) for r in ratios[:20]],
         "z_scores": [sig(e["z"]) for e in shown],
         "recovered": [e["recovered"] for e in shown],
         "unrecovered_count": len(unrecovered),
+        "explosions": len(exploded),
         "largest_z": sig(biggest["z"]),
         f"largest_{unit}": xval(x[biggest["peak"]]),
+        "largest_step": xval(s.steps[biggest["peak"]]),
         "largest_value": sig(s.values[biggest["peak"]]),
         "largest_level_before": sig(biggest["level"]),
         "noise": sig(noise),
-        "min_ratio_to_level": sig(1 + rel_threshold),
-        "thresholds": {"z_threshold": z_threshold, "rel_threshold": rel_threshold,
-                       "recover_fraction": recover_fraction, "range_fraction": range_fraction,
-                       "many_spikes": many_spikes,
-                       "many_rate": many_rate},
+        "min_ratio_to_level": sig(1 + p["rel_threshold"]),
+        "thresholds": dict(p),
     }
     b_x = xval(x[biggest["peak"]])
     title = (f"{len(events)} loss spike{'s' if len(events) != 1 else ''} in {raw.name}; the largest "
-             f"at {unit} {b_x} jumped from {fmt(biggest['level'])} to {fmt(s.values[biggest['peak']])} "
-             f"({fmt(biggest['z'])} robust z)")
+             f"at {unit} {b_x} jumped from {fmt(biggest['level'])} to {fmt(s.values[biggest['peak']])}"
+             + (" (on a log scale)" if log else f" ({fmt(biggest['z'])} robust z)"))
     if unrecovered:
         first = unrecovered[0]
         ev["first_unrecovered"] = xval(x[first["start"]])
@@ -144,10 +197,16 @@ def loss_spikes(
                 f"(before: {fmt(first['level'])}).")
     else:
         tail = " The loss came back to its earlier level after each spike that has data after it."
+    if exploded:
+        tail += (f" {len(exploded)} of them reached {fmt(p['explosion_factor'])}x the level before "
+                 "or more: explosions, which throw the weights far from where training had taken them.")
+    noise_txt = f"noise {fmt(noise)}" + (" in log10 units" if log else "")
     explanation = (
         f"{len(events)} time{'s' if len(events) != 1 else ''} the loss jumped at least "
-        f"{fmt(z_threshold)} robust z-scores (noise {fmt(noise)}) to at least "
-        f"{fmt(1 + rel_threshold)}x the median of the points before it." + tail +
+        f"{fmt(p['z_threshold'])} robust z-scores ({noise_txt}) to at least "
+        f"{fmt(1 + p['rel_threshold'])}x the median of the points before it"
+        + (", measured on log10 of the loss because it spans "
+           f"{fmt(p['log_decades'])}+ orders of magnitude." if log else ".") + tail +
         " Spikes come from a learning rate at the edge of stability, rare batches with extreme "
         "inputs or labels, or fp16 overflow; a spike that does not recover costs the progress made "
         "before it."
