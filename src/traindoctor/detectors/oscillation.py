@@ -46,6 +46,10 @@ def oscillation(
     smooth = rolling_median(v, window, edges="symmetric")
     start = float(smooth[0])
     i_best = int(np.argmin(smooth))
+    # Where it started: the median of the first half-window of points, not the first point
+    # alone, so one low first value (a resumed run logging its first step) does not make a real
+    # descent look like no progress.
+    start = float(np.median(v[: window // 2 + 1]))
     progress = max(start - float(smooth[i_best]), 0.0)
     level = abs(float(np.median(v[n // 2 :])))
     ratio = swing / progress if progress > 0 else float("inf")

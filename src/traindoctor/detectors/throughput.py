@@ -54,7 +54,13 @@ def step_seconds_from_series(s: Series) -> tuple[np.ndarray, np.ndarray, str] | 
         return None  # not per optimiser step: cannot turn into seconds per step
     if any(r in joined for r in _RATE_NAMES) or joined.endswith("per_second"):
         return 1.0 / vals[ok], steps[ok], "rate"
-    return vals[ok], steps[ok], "seconds"
+    v, st = vals[ok], steps[ok]
+    # A time column that never decreases over many points is the elapsed time since the start
+    # (ultralytics' results.csv "time"), not the duration of each step: a step takes the
+    # difference between neighbours. A duration per step goes up and down with the load.
+    if v.size >= 5 and np.all(np.diff(v) >= 0) and np.all(np.diff(st) > 0) and v[-1] >= 3 * v[0]:
+        return np.diff(v) / np.diff(st), st[1:], "elapsed"
+    return v, st, "seconds"
 
 
 @detector("throughput")
