@@ -182,6 +182,7 @@ _NONNEG_TOKENS = {"ce", "nll", "mse", "bce", "mae", "rmse", "cross_entropy", "cr
 _UNIT_INTERVAL_TOKENS = {"acc", "accuracy", "top1", "top5", "f1", "f1score", "auc", "auroc",
                          "precision", "recall", "iou", "miou", "dice", "map", "map50", "jaccard",
                          "ap", "em"}
+_FRACTION_OVERFLOW = 1.5
 # float32 rounding can leave a clamped loss at -1e-7; do not call that impossible.
 _TOL = 1e-6
 
@@ -243,7 +244,12 @@ def impossible_value(history: RunHistory, *, tolerance: float = _TOL):
             vals = s.values
             if vals.min() >= -tolerance and vals.max() <= 1 + tolerance:
                 continue
-            if vals.min() >= -tolerance and vals.max() <= 100 + tolerance:
+            # An overflowing fraction is off by an averaging or epsilon bug (a few %), not by a
+            # factor: most values inside [0, 1] and none above 1.5 (a Keras F1 of 1.09 among
+            # 0.90-0.99) is a fraction above 1; larger values (detectron2's AP of 0.5-3.2 in %)
+            # are a percentage.
+            fraction = np.median(vals) <= 1 and vals.max() <= _FRACTION_OVERFLOW
+            if vals.min() >= -tolerance and vals.max() <= 100 + tolerance and not fraction:
                 ev = {"unit": s.unit, "points": len(s), "min": sig(vals.min()), "max": sig(vals.max()),
                       "scale": 100, "thresholds": {**thresholds, "percent_range": [0, 100]}}
                 yield Finding(
@@ -254,9 +260,14 @@ def impossible_value(history: RunHistory, *, tolerance: float = _TOL):
                     f"(min {fmt(vals.min())}, max {fmt(vals.max())}), so they are read as percentages. "
                     "Nothing is wrong if that is how you log it.", ())
                 continue
-            mask = (vals < -tolerance) | (vals > 100 + tolerance)
+            if fraction:  # above 1 is impossible
+                mask = (vals < -tolerance) | (vals > 1 + tolerance)
+                where = "outside [0, 1]"
+            else:
+                mask = (vals < -tolerance) | (vals > 100 + tolerance)
+                where = "outside [0, 1] and 0..100"
             yield _finding(raw, s, mask, "warning", "an accuracy-type score lies in [0, 1] "
-                           "(or 0..100 as a percentage)", "outside [0, 1] and 0..100", None,
+                           "(or 0..100 as a percentage)", where, None,
                            {**thresholds, "percent_range": [0, 100]}, _accuracy_fixes())
         elif kind == "lr":
             mask = s.values < -tolerance

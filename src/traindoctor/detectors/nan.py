@@ -64,6 +64,9 @@ def nan_loss(
         "other_series_nonfinite": [h[2] for h in hits[1:]][:10],
         "thresholds": {"lookback": lookback, "grad_ratio": grad_ratio},
     }
+    if unit != "epoch" and s.epochs is not None and np.isfinite(s.epochs[i]):
+        # the contract's key whenever the epoch is known: an epoch is a label on every point
+        ev["first_epoch"] = xval(s.epochs[i])
     notes = []
     if before.size:
         ev["last_finite_value"] = sig(before[-1])

@@ -124,6 +124,31 @@ def loss_spikes(
         yield from _one(history, raw, s, p)
 
 
+# Spikes that each came back to the level just before them can still cost progress, one step
+# at a time (PaLM, Chowdhery et al. 2022, sec. 5.1, restarted ~100 steps before each spike):
+# lost ground is the last tenth of the run sitting 3 noise units and 5% above the best the
+# smoothed loss had reached before the first spike.
+LOST_K, LOST_REL = 3.0, 0.05
+
+
+def _progress_lost(vals, events, noise, log, p) -> dict | None:
+    """Best (smoothed) before the first spike vs the median of the last tenth, when the tail
+    is worse by more than LOST_K noise units and LOST_REL of the best; else None."""
+    i0 = events[0]["start"]
+    n = vals.size
+    k = max(3, n // 10)
+    if i0 < 3 or n - k <= i0:
+        return None
+    before = rolling_median(vals[:i0], min(smooth_window(n), i0) | 1, edges="symmetric")
+    best = float(np.nanmin(before))
+    tail = float(np.median(vals[-k:]))
+    rel = math.log10(1 + LOST_REL) if log else LOST_REL * abs(best)
+    if not (tail - best > LOST_K * noise and tail - best > rel):
+        return None
+    conv = (lambda y: float(10 ** y)) if log else float
+    return {"best_before_spikes": sig(conv(best)), "tail_median": sig(conv(tail)), "tail_points": k}
+
+
 def _loss_curves(history: RunHistory) -> list:
     """The main training loss, then every other loss (components, validation: a validation
     loss is computed on fixed data, so its jumps are the weights' jumps), one per quantity."""
@@ -158,8 +183,9 @@ def _one(history, raw, s, p):
     rate = len(events) / n
     ratios = [float(s.values[e["peak"]]) / e["level"] if e["level"] > 0 else math.inf for e in events]
     exploded = [e for e, r in zip(events, ratios) if r >= p["explosion_factor"]]
-    warn = bool(unrecovered) or bool(exploded) or (len(events) >= p["many_spikes"]
-                                                   and rate >= p["many_rate"])
+    lost = _progress_lost(vals, events, noise, log, p)
+    warn = bool(unrecovered) or bool(exploded) or lost is not None or (
+        len(events) >= p["many_spikes"] and rate >= p["many_rate"])
     biggest = max(events, key=lambda e: e["z"])
     ev = {
         "unit": unit,
@@ -182,7 +208,7 @@ def _one(history, raw, s, p):
         "largest_level_before": sig(biggest["level"]),
         "noise": sig(noise),
         "min_ratio_to_level": sig(1 + p["rel_threshold"]),
-        "thresholds": dict(p),
+        "thresholds": {**p, "lost_k_noise": LOST_K, "lost_rel": LOST_REL},
     }
     b_x = xval(x[biggest["peak"]])
     title = (f"{len(events)} loss spike{'s' if len(events) != 1 else ''} in {raw.name}; the largest "
@@ -197,6 +223,11 @@ def _one(history, raw, s, p):
                 f"(before: {fmt(first['level'])}).")
     else:
         tail = " The loss came back to its earlier level after each spike that has data after it."
+    if lost is not None:
+        ev.update(lost)
+        tail += (f" Across the spikes the loss lost ground: its best before the first one was "
+                 f"{fmt(lost['best_before_spikes'])} (smoothed), its last {lost['tail_points']} "
+                 f"points have median {fmt(lost['tail_median'])}.")
     if exploded:
         tail += (f" {len(exploded)} of them reached {fmt(p['explosion_factor'])}x the level before "
                  "or more: explosions, which throw the weights far from where training had taken them.")
