@@ -77,9 +77,14 @@ def class_count(history: RunHistory) -> tuple[int | None, str]:
     c = classes_from_hparams(history.hparams)
     if c:
         return c, "hparams"
-    for role in ("train_accuracy", "val_accuracy"):
-        s = history.primary(role)
-        if s is not None and len(s.finite()) >= 5:
+    from ..history import _tokens
+
+    # Chance is 1/C for a classification accuracy only: an mAP, F1, IoU or BLEU of 0.2 says
+    # nothing about a class count (a DETR's bbox_mAP of 0.186 is not "stuck at 1/5").
+    accs = [s for s in history.series.values()
+            if s.kind == "accuracy" and {"acc", "accuracy", "top1"} & set(_tokens(s.name))]
+    for s in sorted(accs, key=lambda s: (s.split != "train", s.name)):
+        if len(s.finite()) >= 5:
             level = float(np.median(s.finite().values[-max(3, len(s) // 5):]))
             c = classes_from_accuracy(level)
             if c:
