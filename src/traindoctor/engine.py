@@ -41,7 +41,7 @@ def diagnose(
         run = run.with_roles(roles)
     t0 = time.perf_counter()
     findings, skipped = run_detectors(run, only=only, ignore=ignore, params=params)
-    findings = demote_explained(findings)
+    findings = demote_explained(findings, run)
     meta = {"seconds": round(time.perf_counter() - t0, 4)}
     return Report(findings, skipped, run.source(), "diagnose", meta, history=run)
 
@@ -72,27 +72,66 @@ def run_detectors(history: RunHistory, *, only=None, ignore=None, params=None):
     return findings, skipped
 
 
-# A finding that explains another one on the same metric, with the fix that matters. A validation
-# loss that stalled or rose after its best is a plateau too, but "raise the learning rate" is the
-# wrong advice for it: seed 004's val loss sat at 16 while training kept falling.
-EXPLAINS = {"overfitting": ("plateau",)}
+# Which finding explains which: (root cause, the code it explains, which of those). A finding
+# that a warning-level root cause explains is lowered to info and names its cause, so the report
+# leads with the cause and its fix.
+# - "val": a plateau of any validation metric after overfitting: "raise the learning rate" is the
+#   wrong advice for a validation loss that stalls while training improves (seed 004);
+# - "other": a run that learned nothing (underfitting) or a loss that does not move at all
+#   explains the flat curves around it: one cause, one fix (seed 001's stuck position loss);
+# - "after": everything computed from the first NaN on is computed on NaN weights.
+EXPLAINS = (
+    ("overfitting", "plateau", "val"),
+    ("underfitting", "plateau", "other"),
+    ("loss_constant", "plateau", "other"),
+    ("nan_loss", "*", "after"),
+)
 
 
-def demote_explained(findings: list[Finding]) -> list[Finding]:
-    """Lower to info the findings that another warning on the same metric already explains."""
-    explained = {
-        (code, f.metric)
-        for f in findings
-        if f.severity.rank >= Severity.WARNING.rank
-        for code in EXPLAINS.get(f.code, ())
-    }
+def _explains(cause: Finding, f: Finding, which: str, history) -> bool:
+    if f is cause or f.code == cause.code:
+        return False
+    if which == "val":
+        return _split(f.metric, history) == "val"
+    if which == "other":
+        return f.metric != cause.metric
+    if which == "after":
+        unit = cause.evidence.get("unit")
+        first = cause.evidence.get(f"first_{unit}")
+        return (f.steps is not None and f.evidence.get("unit") == unit and first is not None
+                and _num(f.steps[0]) >= _num(first))
+    return False
+
+
+def _split(metric, history) -> str | None:
+    from .history import infer_role, split_role
+
+    if metric is None:
+        return None
+    s = history.series.get(metric) if history is not None else None
+    return split_role(s.role if s is not None else infer_role(metric))[0]
+
+
+def _num(x) -> float:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def demote_explained(findings: list[Finding], history: RunHistory | None = None) -> list[Finding]:
+    """Lower to info the findings that a warning-level root cause explains (EXPLAINS)."""
+    causes = [(f, code, which) for f in findings if f.severity.rank >= Severity.WARNING.rank
+              for owner, code, which in EXPLAINS if f.code == owner]
     out = []
     for f in findings:
-        if (f.code, f.metric) in explained and f.severity.rank > Severity.INFO.rank:
-            owner = next(k for k, v in EXPLAINS.items() if f.code in v)
-            f = replace(f, severity=Severity.INFO,
-                        explanation=f"{f.explanation} The {owner} finding on {f.metric} explains "
-                                    "this and says what to do.".strip())
+        if f.severity.rank > Severity.INFO.rank:
+            cause = next((c for c, code, which in causes
+                          if code in ("*", f.code) and _explains(c, f, which, history)), None)
+            if cause is not None:
+                f = replace(f, severity=Severity.INFO,
+                            explanation=f"{f.explanation} The {cause.code} finding on {cause.metric} "
+                                        "explains this and says what to do.".strip())
         out.append(f)
     return out
 
