@@ -52,9 +52,16 @@ def find_spikes(values: np.ndarray, *, z_threshold: float, rel_threshold: float,
     # scale at 0.1% of the typical level, as _util.noise_scale does for every other threshold.
     finite = values[np.isfinite(values)]
     floor = 1e-3 * float(np.median(np.abs(finite))) if finite.size else 0.0
-    scale = max(noise, floor, 1e-12)
-    excess = values - level
     smooth = rolling_median(values, window, edges="symmetric")
+    # Minibatch losses are right-skewed (a few hard batches), so a symmetric MAD understates
+    # how far up the noise itself reaches. The scale of upward deviations is also read from
+    # the upper tail: the 95th percentile of the residuals over 1.645 (that percentile of a
+    # normal distribution), which equals the MAD scale for symmetric noise.
+    resid = values - smooth
+    resid = resid[np.isfinite(resid)]
+    upper = float(np.percentile(resid, 95)) / 1.645 if resid.size >= 20 else 0.0
+    scale = max(noise, upper, floor, 1e-12)
+    excess = values - level
     run_range = float(np.max(smooth) - np.min(smooth))
     with np.errstate(all="ignore"):
         z = excess / scale
@@ -82,7 +89,7 @@ def find_spikes(values: np.ndarray, *, z_threshold: float, rel_threshold: float,
                        "z": float(z[peak]), "after": float(np.median(after)) if after.size else None,
                        "recovered": recovered})
         i = j + 1
-    return events, noise
+    return events, scale
 
 
 @detector("loss_spikes", requires=(("train_loss", "val_loss"),))
@@ -133,7 +140,8 @@ LOST_K, LOST_REL = 3.0, 0.05
 
 def _progress_lost(vals, events, noise, log, p) -> dict | None:
     """Best (smoothed) before the first spike vs the median of the last tenth, when the tail
-    is worse by more than LOST_K noise units and LOST_REL of the best; else None."""
+    is worse by more than LOST_K noise units (the symmetric point-to-point noise: both sides
+    are medians of many points) and LOST_REL of the best; else None."""
     i0 = events[0]["start"]
     n = vals.size
     k = max(3, n // 10)
@@ -183,7 +191,7 @@ def _one(history, raw, s, p):
     rate = len(events) / n
     ratios = [float(s.values[e["peak"]]) / e["level"] if e["level"] > 0 else math.inf for e in events]
     exploded = [e for e, r in zip(events, ratios) if r >= p["explosion_factor"]]
-    lost = _progress_lost(vals, events, noise, log, p)
+    lost = _progress_lost(vals, events, robust_noise(vals), log, p)
     warn = bool(unrecovered) or bool(exploded) or lost is not None or (
         len(events) >= p["many_spikes"] and rate >= p["many_rate"])
     biggest = max(events, key=lambda e: e["z"])
