@@ -67,11 +67,13 @@ def test_binary_file_given_as_a_text_log(tmp_path):
     assert_one_line_error(*diagnose(f), str(f), "binary file, not a text log", "expected")
 
 
-def test_latin1_log(tmp_path):
+def test_latin1_log_is_read_and_the_encoding_said(tmp_path):
+    """Issue 8: a cp1252/Latin-1 log is decoded with a fallback, not refused."""
     f = tmp_path / "train.log"
     f.write_bytes("epoch=1 loss=0.52 résumé\nepoch=2 loss=0.47\n".encode("latin-1"))
-    line = assert_one_line_error(*diagnose(f), str(f), "not UTF-8", "0xe9", "iconv -f latin1 -t utf-8")
-    assert "offset 19" in line
+    rc, out, err = diagnose(f, "--show-series")
+    assert rc in (0, 1) and "Traceback" not in out + err, (rc, out, err)
+    assert "decoded as cp1252" in out and "0xe9 at offset 19" in out
 
 
 def test_text_file_without_metrics(tmp_path):

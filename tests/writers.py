@@ -103,11 +103,12 @@ def write_lightning_run(tmp_path, *, epochs: int | None = None, overfit: bool = 
     return Path(logger.log_dir)
 
 
-def write_hf_run(tmp_path, *, epochs: int = 3, seed: int = 0) -> Path:
+def write_hf_run(tmp_path, *, epochs: int = 3, seed: int = 0, eval_steps: int | None = None) -> Path:
     """A real transformers.Trainer run on digits; returns its output_dir.
 
     A tiny torch module returning {"loss", "logits"}; logs every 10 steps, evaluates and saves a
-    checkpoint (checkpoint-N/ with its own trainer_state.json) each epoch, and writes the final
+    checkpoint (checkpoint-N/ with its own trainer_state.json) each epoch (every `eval_steps`
+    steps when given: several evaluations an epoch), and writes the final
     trainer_state.json into output_dir. No network (report_to="none", use_cpu=True).
     """
     import torch
@@ -145,7 +146,8 @@ def write_hf_run(tmp_path, *, epochs: int = 3, seed: int = 0) -> Path:
     args = TrainingArguments(
         output_dir=str(out_dir), num_train_epochs=epochs, per_device_train_batch_size=64,
         per_device_eval_batch_size=400, learning_rate=3e-3, logging_steps=10,
-        eval_strategy="epoch", save_strategy="epoch", report_to="none", use_cpu=True,
+        eval_strategy="steps" if eval_steps else "epoch", save_strategy="steps" if eval_steps else "epoch",
+        eval_steps=eval_steps, save_steps=eval_steps, report_to="none", use_cpu=True,
         seed=seed, remove_unused_columns=False, disable_tqdm=True, dataloader_num_workers=0,
         metric_for_best_model="eval_loss", greater_is_better=False,  # fills best_metric/_checkpoint
     )

@@ -48,6 +48,9 @@ _ERROR_TOKENS = {
     "mae", "mse", "rmse", "epe", "perplexity", "ppl", "wer", "cer", "error", "err", "mape",
     "smape", "nmse", "l1", "l2", "distance", "dist",
 }
+# average precision at an IoU threshold: AP50, mAP50, mAP50-95 ("mAP50(B)" splits as m, ap50, b)
+_AP_RE = re.compile(r"m?ap\d+")
+_LR_GROUP_RE = re.compile(r"lr\d+")  # one parameter group's lr: YOLOv5's x/lr0, x/lr1
 _LR_TOKENS = {"lr", "learning_rate", "learningrate"}
 _TIME_TOKENS = {"time", "duration", "it_s", "its", "throughput", "samples_per_second",
                 "steps_per_second", "runtime", "secs", "seconds"}
@@ -74,7 +77,8 @@ def infer_role(name: str) -> str:
                   "train_steps_per_second", "eval_runtime", "eval_samples_per_second",
                   "eval_steps_per_second"}:
         return "time" if "runtime" in joined or "second" in joined else "other"
-    if any(t in _LR_TOKENS for t in toks) or joined.startswith("lr_") or "learning_rate" in joined:
+    if any(t in _LR_TOKENS or _LR_GROUP_RE.fullmatch(t) for t in toks) or joined.startswith("lr_") \
+            or "learning_rate" in joined:
         return "lr"
     if "grad" in joined and "norm" in joined:
         return "grad_norm"
@@ -88,7 +92,7 @@ def infer_role(name: str) -> str:
     kind = None
     if any("loss" in t or t in {"nll", "ce", "cross_entropy", "bce", "objective"} for t in toks):
         kind = "loss"
-    elif any(t in _ACC_TOKENS for t in toks) or joined.endswith(("accuracy", "acc")):
+    elif any(t in _ACC_TOKENS or _AP_RE.fullmatch(t) for t in toks) or joined.endswith(("accuracy", "acc")):
         kind = "accuracy"
     elif any(t in _ERROR_TOKENS for t in toks):
         kind = "error"
@@ -186,7 +190,9 @@ class Series:
         if self.epochs is None or len(self) == 0:
             return False
         ep = self.epochs[np.isfinite(self.epochs)]
-        return ep.size == len(self) and np.unique(np.floor(ep)).size == ep.size
+        # Whole epochs only: HF's fractional epoch (9.99, the step's share of the data seen) is a
+        # label on a step, not an epoch boundary, even when it was logged once an epoch.
+        return ep.size == len(self) and bool((ep == np.floor(ep)).all()) and np.unique(ep).size == ep.size
 
     def normalized(self) -> Series:
         """Sorted by step, one value per step (the last logged wins, as after a resumed run)."""
@@ -218,9 +224,11 @@ class Series:
     def per_epoch(self) -> Series:
         """Mean of the values in each whole epoch (how Lightning's `on_epoch=True` reduces).
 
-        Keeps the series as it is when no epochs are known or it is already one point an epoch.
+        Keeps the series as it is when no epochs are known or it is already one point an epoch,
+        and always for a validation or test series: each of its points is a whole evaluation, and
+        the mean of two evaluations is a value nobody measured.
         """
-        if self.epochs is None or self.is_per_epoch or len(self) == 0:
+        if self.epochs is None or self.is_per_epoch or len(self) == 0 or self.split in ("val", "test"):
             return self
         ep = np.floor(self.epochs)
         ok = np.isfinite(ep) & np.isfinite(self.values)
@@ -277,6 +285,8 @@ class RunHistory:
     hparams: Mapping[str, Any] = field(default_factory=dict)
     checkpoints: tuple[Checkpoint, ...] = ()
     notes: tuple[str, ...] = ()  # e.g. "events file truncated after step 4100 (crashed run?)"
+    files: Mapping[str, str] = field(default_factory=dict)  # series name -> the file it was read from
+    parse_stats: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # file -> lines understood
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "series", dict(self.series))
@@ -356,14 +366,27 @@ class RunHistory:
         return replace(self, series={n: s.normalized() for n, s in self.series.items()})
 
     def source(self) -> dict:
-        return {
+        out = {
             "path": self.path,
             "format": self.format,
             "run": self.run,
             "metrics": [
-                {"name": s.name, "role": s.role, "points": len(s), "unit": s.unit}
-                for s in self.series.values()
+                {"name": s.name, "role": s.role, "points": len(s), "unit": s.unit,
+                 **({"file": self._rel(self.files[n])} if n in self.files else {})}
+                for n, s in self.series.items()
             ],
             "checkpoints": [c.to_dict() for c in self.checkpoints],
             "notes": list(self.notes),
         }
+        if self.parse_stats:
+            out["files"] = [{"path": self._rel(f), **dict(st)} for f, st in self.parse_stats.items()]
+        return out
+
+    def _rel(self, file: str) -> str:
+        """A series' file relative to the run folder when it lies inside it."""
+        import os
+
+        if not self.path:
+            return file
+        rel = os.path.relpath(file, self.path)
+        return file if rel.startswith("..") else rel

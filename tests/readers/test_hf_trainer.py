@@ -123,3 +123,27 @@ def test_training_args_bin_is_never_unpickled(out_dir, tmp_path):
         f.write_bytes(pickle.dumps(_Tripwire(str(marker))))
     td.diagnose(td.load(d))
     assert not marker.exists()
+
+
+@pytest.mark.slow
+def test_evaluated_every_n_steps_every_eval_is_a_point_and_best_checkpoint_is_named(tmp_path):
+    """Evaluations every 4 steps, several an epoch: each is a point at its global step (the
+    fractional epoch a label on it, never a bin), the best reported is a logged value, and the
+    checkpoint the Trainer kept as best (best_model_checkpoint) is among the run's checkpoints."""
+    out = write_hf_run(tmp_path, epochs=2, seed=1, eval_steps=4)
+    state = json.loads((out / "trainer_state.json").read_text())
+    evals = [r for r in state["log_history"] if "eval_loss" in r]
+    assert len(evals) >= 8 and len({int(r["epoch"]) for r in evals}) < len(evals)  # several an epoch
+    run = td.load(out)
+    ev = run["eval_loss"]
+    assert ev.steps.tolist() == [r["step"] for r in evals] and ev.values.tolist() == [r["eval_loss"] for r in evals]
+    assert ev.epochs.tolist() == [r["epoch"] for r in evals]
+    assert ev.unit == "step" and ev.per_epoch() is ev  # an evaluation is never averaged with another
+    best = [c for c in run.checkpoints if c.tag == "best"]
+    name = state["best_model_checkpoint"].rsplit("/", 1)[-1]
+    assert len(best) == 1 and best[0].path.endswith(name) and best[0].step == int(name.split("-")[1])
+    assert run.hparams["trainer_state.best_metric"] == state["best_metric"] == min(ev.values)
+    logged = set(ev.values.tolist())
+    for f in td.diagnose(run).findings:
+        if f.metric == "eval_loss" and "best_value" in f.evidence:
+            assert any(abs(f.evidence["best_value"] - v) <= 1e-3 * abs(v) for v in logged)

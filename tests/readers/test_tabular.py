@@ -173,3 +173,147 @@ def test_truncated_trailing_row_and_header_only(tmp_path):
     f.write_text("epoch,loss,val_loss\n")
     with pytest.raises(td.InputError, match=r"history\.csv: no valid data rows"):
         td.load(f)
+
+
+# -- recognised by content, not by name ---------------------------------------------------------
+def test_keras_training_log_and_a_csv_without_extension(tmp_path):
+    """Keras' docs name the CSVLogger file `training.log`; a table is a table whatever its name."""
+    rows = _train(epochs=6)
+    _keras_csv(tmp_path / "training.log", rows)
+    run = td.load(tmp_path)
+    assert run.format == "tabular" and run["val_loss"].values.tolist() == [r["val_loss"] for r in rows]
+    assert run["val_loss"].role == "val_loss" and run["val_loss"].unit == "epoch"
+    assert td.load(tmp_path / "training.log")["loss"].values.tolist() == [r["loss"] for r in rows]
+    bare = tmp_path / "other" / "history"
+    bare.parent.mkdir()
+    _keras_csv(bare, rows)
+    assert td.load(bare.parent)["accuracy"].values.tolist() == [r["accuracy"] for r in rows]
+
+
+def test_json_lines_in_a_txt_file(tmp_path):
+    """DETR's main.py: `(output_dir / "log.txt").open("a").write(json.dumps(log_stats) + "\\n")`
+    with log_stats = {train_<k>, test_<k>, epoch, n_parameters}; lists (coco eval) are skipped."""
+    rows = _train(epochs=5)
+    with open(tmp_path / "log.txt", "w") as fh:
+        for r in rows:
+            fh.write(json.dumps({"train_lr": r["learning_rate"], "train_loss": r["loss"], "test_loss": r["val_loss"],
+                                 "test_coco_eval_bbox": [r["val_accuracy"], 0.1, 0.2], "epoch": r["epoch"],
+                                 "n_parameters": 41302368}) + "\n")
+    run = td.load(tmp_path)
+    assert run.format == "tabular"
+    assert run["test_loss"].role == "test_loss" and run["train_loss"].values.tolist() == [r["loss"] for r in rows]
+    assert run["train_loss"].epochs.tolist() == list(range(5)) and "test_coco_eval_bbox" not in run
+
+
+def test_text_that_only_mentions_numbers_is_not_a_table(tmp_path):
+    f = tmp_path / "notes.txt"
+    f.write_text("epoch, loss and accuracy were logged\nwe ran it twice, 3 times in all\n")
+    assert tabular.discover(tmp_path) == []
+    assert tabular.sniff_table(f) is None
+
+
+def test_appended_keras_fits_continue_instead_of_overwriting(tmp_path):
+    """CSVLogger(append=True) + a second model.fit: the header is not repeated and the epochs
+    count from 0 again while training continues (keras/callbacks/csv_logger.py on_train_begin)."""
+    rows = _train(epochs=7)
+    f = tmp_path / "training.log"
+    _keras_csv(f, rows[:2])
+    second = [{**r, "epoch": r["epoch"] - 2} for r in rows[2:]]
+    keys = sorted(k for k in rows[0] if k != "epoch")
+    with open(f, "a", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["epoch"] + keys, dialect=csv.excel)
+        for r in second:
+            w.writerow(r)
+    run = td.load(f)
+    loss = run["loss"]
+    assert loss.values.tolist() == [r["loss"] for r in rows]  # all 7 points, in order
+    assert loss.steps.tolist() == list(range(7)) and loss.epochs.tolist() == list(range(7))
+    assert any("starts over at line(s) 4" in n for n in run.notes)
+
+
+def test_a_resume_from_a_later_epoch_is_left_to_the_later_rows(tmp_path):
+    f = tmp_path / "history.csv"
+    f.write_text("epoch,loss\n0,1.0\n1,0.9\n2,0.8\n3,0.7\n2,0.75\n3,0.65\n4,0.6\n")
+    loss = td.load(f)["loss"].normalized()
+    assert loss.steps.tolist() == [0, 1, 2, 3, 4] and loss.values.tolist() == [1.0, 0.9, 0.75, 0.65, 0.6]
+
+
+# -- ultralytics results.csv: cumulative time --------------------------------------------------
+def test_ultralytics_results_csv_time_is_the_wall_clock_not_seconds_per_epoch(tmp_path):
+    """ultralytics/engine/trainer.py save_metrics: header `"%s," * n % ("epoch", "time", *keys)`,
+    rows `"%.6g," * n % (self.epoch + 1, t, *vals)` with t = time.time() - self.train_time_start;
+    keys from label_loss_items ("train/box_loss"...), the validator ("metrics/mAP50(B)"...) and
+    the lr of each parameter group ("lr/pg0")."""
+    rows = _train(epochs=12)
+    keys = ["train/box_loss", "train/cls_loss", "metrics/precision(B)", "metrics/mAP50(B)", "metrics/mAP50-95(B)",
+            "val/box_loss", "val/cls_loss", "lr/pg0"]
+    n = len(keys) + 2
+    lines = [("%s," * n % ("epoch", "time", *keys)).rstrip(",")]
+    t = 0.0
+    for r in rows:
+        t += 30.0 + 3 * math.sin(r["epoch"])  # ~30 s an epoch: healthy, no slowdown
+        vals = [r["loss"] * 0.5, r["loss"], r["val_accuracy"], r["val_accuracy"] * 0.9, r["val_accuracy"] * 0.6,
+                r["val_loss"] * 0.5, r["val_loss"], r["learning_rate"]]
+        lines.append(("%.6g," * n % (r["epoch"] + 1, t, *vals)).rstrip(","))
+    f = tmp_path / "runs" / "detect" / "train" / "results.csv"
+    f.parent.mkdir(parents=True)
+    f.write_text("\n".join(lines) + "\n")
+    run = td.load(tmp_path)
+    assert run["time"].role == "other" and not run.by_role("time")
+    box = run["train/box_loss"]
+    times = [float(ln.split(",")[1]) for ln in lines[1:]]
+    assert box.wall_times.tolist() == times and box.steps.tolist() == list(range(1, 13))
+    assert {run[k].role for k in keys if k.startswith("metrics/")} == {"val_accuracy"}
+    assert run["val/cls_loss"].role == "val_loss" and run["lr/pg0"].role == "lr"
+    assert any("seconds since the start" in n for n in run.notes)
+    thr = [f for f in td.diagnose(run).findings if f.code == "throughput"]
+    assert thr and thr[0].severity.name.lower() == "info"  # read as intervals: no slowdown
+
+
+def test_a_jittery_step_time_stays_a_step_time(tmp_path):
+    f = tmp_path / "log.csv"
+    f.write_text("step,loss,time\n" + "".join(f"{i},{1 / (i + 1):.4f},{0.5 + 0.01 * (i % 3)}\n" for i in range(20)))
+    assert td.load(f)["time"].role == "time"
+
+
+# -- the fast path (pandas' parser) and the careful path agree ---------------------------------
+@pytest.mark.parametrize("text", [
+    "epoch,step,train_loss,val_loss,lr\n" + "".join(f"{i // 10},{i},{1 / (i + 1)!r},{'' if i % 10 else 0.5},1e-3\n"
+                                                    for i in range(100)),
+    "epoch,loss,val_loss\r\n0,1.0,1.1\r\n1,0.8,0.9\r\n2,0.7",  # CRLF, cut short
+    "step,loss\n0,2.5\n10,nan\n20,inf\n30,-inf\n",  # NaN written as text: careful path
+    "step,loss,val_loss\n0,2.5,\n10,1.9,2.0\n@@ oops\n20,1.5,\n",  # garbage row
+    "step,loss\n0,1\n,2\n5,3\n",  # a row without its step
+    "Step,Value,Wall time\n0,1.5,1700000000.5\n1,1.25,1700000001.5\n",
+    "epoch,loss\n0,1.0\n1,0.9\n0,0.85\n1,0.8\n",  # two fits appended
+    "iteration\tloss\n1\t0.9\n2\t0.8\n",
+])
+def test_fast_and_careful_csv_paths_agree(tmp_path, text):
+    pytest.importorskip("pandas")
+    from traindoctor.readers._tabular_util import read_csv_table
+
+    f = tmp_path / "m.tsv" if "\t" in text else tmp_path / "m.csv"
+    f.write_text(text)
+    fast, info_f = read_csv_table(f, text, expected="x", fast=True)
+    slow, info_s = read_csv_table(f, text, expected="x", fast=False)
+    assert info_f == info_s
+    assert (fast.bad_rows, fast.first_bad_line, fast.good_rows, fast.restarts) == \
+        (slow.bad_rows, slow.first_bad_line, slow.good_rows, slow.restarts)
+    a, b = fast.series(), slow.series()
+    assert list(a) == list(b)
+    for name in a:
+        for attr in ("steps", "values", "epochs", "wall_times"):
+            x, y = getattr(a[name], attr), getattr(b[name], attr)
+            assert (x is None) == (y is None), (name, attr)
+            if x is not None:
+                np.testing.assert_array_equal(x, y)
+
+
+def test_fast_path_takes_a_million_rows_whole(tmp_path):
+    """Not a timing test: the fast path must actually be taken for a clean file."""
+    pytest.importorskip("pandas")
+    from traindoctor.readers._tabular_util import _fast_rows
+
+    body = "".join(f"{i},{i * 0.5},\n" if i % 3 else f"{i},{i * 0.5},1.0\n" for i in range(3000))
+    arr, cut = _fast_rows(body, 3, ",")
+    assert arr.shape == (3000, 3) and cut == 0 and np.isnan(arr[1, 2]) and arr[3, 2] == 1.0

@@ -32,7 +32,8 @@ def test_print_reports_off_a_tty_is_plain(overfit_report):
 
 def test_show_series_lists_names_and_roles(overfit_report):
     text = render_plain(overfit_report, show_series=True)
-    assert "series read (name, role, points, unit):" in text
+    assert "series read (name, role, points, unit, file):" in text
+    assert "metrics.csv" in text  # each series names the file it came from
     for m in overfit_report.source["metrics"]:
         assert m["name"] in text and m["role"] in text
     assert "--show-series lists them" in render_plain(overfit_report)

@@ -32,6 +32,8 @@ READERS = (
     "tensorboard",
     "lightning_csv",
     "hf_trainer",
+    "detectron2",
+    "mmengine",
     "mlflow",
     "wandb",
     "tabular",
@@ -55,6 +57,10 @@ class Part:
     # same-named series of merge parts are joined, the later part winning a duplicate step,
     # instead of being kept apart as "name#2".
     merge: bool = False
+    source: str = ""  # the file or folder read (set by load_runs): --show-series names it per series
+    stats: dict[str, Any] = field(default_factory=dict)  # how much of the file was understood (text logs)
+    # checkpoints the log itself names (HF's best_model_checkpoint), beside those found on disk
+    checkpoints: list[Checkpoint] = field(default_factory=list)
 
 
 def _reader(name: str):
@@ -107,7 +113,9 @@ def load_runs(path, *, format: str | None = None, progress=None) -> list[RunHist
             errors.append(exc)
             continue
         if part is not None and part.series:
-            parts.append(part)
+            if not part.source:
+                part.source = str(unit)
+            parts.append(cumulative_time(part))
     if progress is not None:
         progress(len(todo), len(todo), None)
     if not parts:
@@ -143,6 +151,61 @@ def load(path, *, format: str | None = None, run: str | None = None) -> RunHisto
     return runs[0]
 
 
+# tokens of a rate's name (it/s, samples_per_second): a rate that only grows is a warm-up, not a clock
+_RATE_TOKENS = {"it", "its", "s", "per", "throughput", "samples", "tokens", "rate", "fps"}
+
+
+def is_cumulative_time(s: Series) -> bool:
+    """A time column that only grows, from near zero to many times its first value: seconds
+    since the start (ultralytics' results.csv `time`, a logger's `elapsed`), not seconds per step.
+
+    Five points at least, never falling, rising at 80% of them, ending at least twice as high as
+    it began: a per-step or per-epoch time jitters up and down; a rate is excluded by its name.
+    """
+    if s.role != "time" or len(s) < 5:
+        return False
+    from ..history import _tokens
+
+    if _RATE_TOKENS & set(_tokens(s.name)):
+        return False
+    import numpy as np
+
+    v = s.normalized().values
+    v = v[np.isfinite(v)]
+    if v.size < 5:
+        return False
+    d = np.diff(v)
+    return bool((d >= 0).all() and (d > 0).mean() >= 0.8 and v[-1] >= 2 * v[0] and v[-1] > 0)
+
+
+def cumulative_time(part: Part) -> Part:
+    """Cumulative time columns become the wall clock of the part's other series (so throughput
+    reads intervals, not a 'step time' that only grows) and lose the `time` role."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    cum = [n for n, s in part.series.items() if is_cumulative_time(s)]
+    if not cum:
+        return part
+    series = dict(part.series)
+    clock = series[cum[0]].normalized()
+    ok = np.isfinite(clock.values)
+    cx, cv = clock.steps[ok], clock.values[ok]
+    for name in cum:
+        series[name] = replace(series[name], role="other")
+    for name, s in series.items():
+        if name in cum or s.wall_times is not None or len(s) == 0:
+            continue
+        inside = (s.steps >= cx[0]) & (s.steps <= cx[-1])
+        walls = np.where(inside, np.interp(s.steps, cx, cv), np.nan)
+        if inside.any():
+            series[name] = replace(s, wall_times=walls)
+    note = (f"{', '.join(cum)}: seconds since the start (it only grows), read as the wall clock of "
+            "the other series, not as seconds per step")
+    return replace(part, series=series, notes=[*part.notes, note])
+
+
 def _add_notes(run: RunHistory, notes: list[str]) -> RunHistory:
     from dataclasses import replace
 
@@ -159,19 +222,26 @@ def _group(parts: list[Part], root: Path) -> list[RunHistory]:
         series: dict[str, Series] = {}
         hparams: dict[str, Any] = {}
         notes: list[str] = []
+        named: list[Checkpoint] = []
         formats = []
         merged: set[str] = set()
+        files: dict[str, str] = {}
+        stats: dict[str, dict] = {}
         for p in group:
+            if p.stats:
+                stats[p.source] = p.stats
             for name, s in p.series.items():
                 if p.merge and name in merged:
                     series[name] = _concat(series[name], s)
                     continue
                 key = name if name not in series else _unique(name, series)
                 series[key] = s
+                files[key] = p.source
                 if p.merge:
                     merged.add(key)
             hparams.update(p.hparams)
             notes.extend(p.notes)
+            named.extend(p.checkpoints)
             if p.format not in formats:
                 formats.append(p.format)
         try:
@@ -186,8 +256,10 @@ def _group(parts: list[Part], root: Path) -> list[RunHistory]:
                 format="+".join(formats),
                 run="" if rel == "." else rel,
                 hparams=hparams,
-                checkpoints=tuple(find_checkpoints(run_dir)),
+                checkpoints=tuple(merge_checkpoints(find_checkpoints(run_dir), named)),
                 notes=tuple(notes),
+                files=files,
+                parse_stats=stats,
             )
         )
     return runs
@@ -293,6 +365,23 @@ def find_checkpoints(run_dir: Path, max_depth: int = 4) -> list[Checkpoint]:
             if d.is_dir() and d.name.lower() in _CKPT_DIR_NAMES:
                 found.update(_walk_checkpoints(d, 2))
     return sorted(found.values(), key=lambda c: (c.step is None, c.step or 0, c.epoch or 0, c.path))
+
+
+def merge_checkpoints(found: list[Checkpoint], named: list[Checkpoint]) -> list[Checkpoint]:
+    """Checkpoints on disk plus those a log names (HF's best_model_checkpoint): a named one that
+    is on disk (same folder or file name) lends it its tag; one that is not is listed as named."""
+    from dataclasses import replace
+
+    out = list(found)
+    for ck in named:
+        base = re.split(r"[\\/]", ck.path.rstrip("/\\"))[-1]
+        same = [i for i, c in enumerate(out) if Path(c.path).name == base]
+        if same:
+            i = same[0]
+            out[i] = replace(out[i], tag=ck.tag or out[i].tag, step=out[i].step if out[i].step is not None else ck.step)
+        else:
+            out.append(ck)
+    return sorted(out, key=lambda c: (c.step is None, c.step or 0, c.epoch or 0, c.path))
 
 
 def _walk_checkpoints(root: Path, max_depth: int) -> dict[str, Checkpoint]:

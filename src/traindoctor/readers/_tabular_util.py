@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -85,9 +86,12 @@ class Table:
     values: dict[str, list[float]] = field(default_factory=dict)
     epochs: dict[str, list[float]] = field(default_factory=dict)
     walls: dict[str, list[float]] = field(default_factory=dict)
+    # whole columns at once (the fast CSV path): name -> (steps, values, epochs, walls)
+    arrays: dict[str, tuple] = field(default_factory=dict)
     bad_rows: int = 0
     first_bad_line: int | None = None
     good_rows: int = 0
+    restarts: list = field(default_factory=list)  # lines where the epoch count starts over
 
     def add(self, name: str, step: float, value: float, epoch: float | None, wall: float | None) -> None:
         self.steps.setdefault(name, []).append(step)
@@ -97,21 +101,91 @@ class Table:
 
     def bad(self, line: int) -> None:
         self.bad_rows += 1
-        if self.first_bad_line is None:
+        if self.first_bad_line is None or line < self.first_bad_line:
             self.first_bad_line = line
 
     def series(self) -> dict[str, Series]:
         out = {}
+        for name, (steps, vals, epochs, walls) in self.arrays.items():
+            out[name] = Series(name, steps, vals, epochs, walls)
         for name, vals in self.values.items():
             out[name] = Series(name, np.array(self.steps[name]), np.array(vals),
                                np.array(self.epochs[name]), np.array(self.walls[name]))
         return out
 
+    @property
+    def empty(self) -> bool:
+        return not (self.values or self.arrays)
+
     def notes(self, path: Path) -> list[str]:
+        out = []
+        if self.restarts:
+            out.append(f"{Path(path).name}: the epoch count starts over at line(s) "
+                       f"{', '.join(map(str, self.restarts))} (several fits appended to one log); "
+                       "read as one run whose epochs continue")
         if not self.bad_rows:
-            return []
-        return [f"{Path(path).name}: skipped {self.bad_rows} malformed row{'s' if self.bad_rows != 1 else ''} "
+            return out
+        return out + [f"{Path(path).name}: skipped {self.bad_rows} malformed row{'s' if self.bad_rows != 1 else ''} "
                 f"(first at line {self.first_bad_line})"]
+
+
+try:  # an optional accelerator: orjson parses 3-5x faster; without it, the standard library
+    from orjson import loads as _orjson_loads
+except ImportError:  # pragma: no cover - depends on the environment
+    _orjson_loads = None
+
+
+def loads(text: str):
+    """json.loads, through orjson when it is installed. orjson refuses what Python's json accepts
+    (NaN, Infinity: what json.dumps writes for a diverged loss; integers past 64 bits), and then
+    the standard parser decides, so both give the same answer."""
+    if _orjson_loads is not None:
+        try:
+            return _orjson_loads(text)
+        except ValueError:
+            pass
+    return json.loads(text)
+
+
+def json_rows(text: str, table: Table, chunk: int = 4096):
+    """(line number, dict) for each line of a JSON-lines text; damaged lines are counted in
+    `table` and skipped. A line over 1 MiB is not parsed (a 100,000-digit number, pasted data).
+
+    Lines are parsed a chunk at a time by one call to the C parser (as a JSON array), which is
+    several times faster than a call per line; a chunk that fails is parsed line by line.
+    """
+    lines = text.splitlines()
+    for start in range(0, len(lines), chunk):
+        keep = [i for i in range(start, min(start + chunk, len(lines))) if lines[i].strip()]
+        rows = None
+        if all(len(lines[i]) <= MAX_LINE_CHARS for i in keep):
+            try:
+                rows = loads("[" + ",".join([lines[i] for i in keep]) + "]")
+            except (ValueError, RecursionError):
+                rows = None
+        if rows is None or len(rows) != len(keep):
+            rows = [_json_line(lines[i]) for i in keep]
+        for i, obj in zip(keep, rows):
+            if isinstance(obj, dict):
+                yield i + 1, obj
+            else:
+                table.bad(i + 1)
+
+
+def _json_line(line: str):
+    if len(line) > MAX_LINE_CHARS:
+        return None
+    try:
+        return json.loads(line)
+    except (ValueError, RecursionError):  # ValueError: bad JSON, or an int over 4300 digits
+        return None
+
+
+def number(v) -> float | None:
+    """A JSON value as a float: numbers (not booleans) only."""
+    if type(v) is float or type(v) is int:
+        return float(v)
+    return None
 
 
 def find_column(header: list[str], names: tuple[str, ...]) -> int | None:
@@ -133,6 +207,88 @@ def _strip_run_prefix(name: str) -> str:
     return name.split(" - ", 1)[1] if " - " in name else name
 
 
+SNIFF_BYTES = 64 * 1024
+# Never a metric table: skip without opening (a folder can hold thousands of these).
+_NOT_TABLES = {".png", ".jpg", ".jpeg", ".gif", ".pdf", ".svg", ".pt", ".pth", ".ckpt", ".bin", ".safetensors",
+               ".h5", ".hdf5", ".keras", ".pkl", ".pickle", ".npy", ".npz", ".zip", ".gz", ".tar", ".py",
+               ".md", ".rst", ".yaml", ".yml", ".toml", ".cfg", ".ini", ".ipynb", ".html", ".sh", ".onnx",
+               ".parquet", ".arrow", ".db", ".sqlite", ".mp4", ".wav", ".whl", ".so", ".tfevents"}
+
+
+def head_lines(path: Path, n: int = 3) -> list[str]:
+    """The first n non-blank lines, skipping any line over 64 KiB (a pasted blob, a corrupted
+    number) so one such line does not hide the format; at most 4 MiB are read. [] for binary."""
+    lines: list[str] = []
+    read = 0
+    try:
+        with open(path, "rb") as fh:
+            while len(lines) < n and read < 4 * SNIFF_BYTES * 16:
+                raw = fh.readline(SNIFF_BYTES)
+                if not raw:
+                    break
+                read += len(raw)
+                if len(raw) == SNIFF_BYTES and not raw.endswith(b"\n"):
+                    while raw and not raw.endswith(b"\n") and read < 4 * SNIFF_BYTES * 16:
+                        raw = fh.readline(SNIFF_BYTES)  # the rest of the long line: skipped
+                        read += len(raw)
+                    continue
+                if raw.count(b"\x00") > len(raw) // 4 and not lines:
+                    return []  # binary
+                text = raw.replace(b"\x00", b"").decode("utf-8-sig" if not lines else "utf-8", errors="replace")
+                if text.strip():
+                    lines.append(text.rstrip("\r\n"))
+    except OSError:
+        return []
+    return lines
+
+
+def sniff_table(path: Path) -> str | None:
+    """'csv' or 'jsonl' when the file's first lines are a metric table, whatever its name says.
+
+    A Keras CSVLogger file is `training.log` in Keras' own docs; DETR writes JSON lines to
+    `log.txt`. CSV: a header naming a step/epoch or loss/accuracy-like column, then a row with as
+    many fields, mostly numbers. JSONL: the first line a JSON object with such keys.
+    """
+    if Path(path).suffix.lower() in _NOT_TABLES:
+        return None
+    lines = head_lines(path, 4)
+    if not lines:
+        return None
+    first = lines[0].strip()
+    if first.startswith("{"):
+        try:
+            row = json.loads(first)
+        except ValueError:
+            return None
+        if isinstance(row, dict):
+            from ..history import flatten_names
+
+            flat = flatten_names(row)
+            if any(parse_cell(v) not in (None, BAD) for v in flat.values() if not isinstance(v, str)) \
+                    and looks_like_metric_header(list(flat)):
+                return "jsonl"
+        return None
+    delim = sniff_delimiter(first, Path(path).suffix.lower())
+    if delim not in first or len(lines) < 2 or len(first) > MAX_LINE_CHARS:
+        return None
+    try:
+        header = [h.strip() for h in next(csv.reader([first], delimiter=delim))]
+    except (csv.Error, StopIteration):
+        return None
+    if all(parse_cell(h) is not BAD for h in header if h) or not looks_like_metric_header(header):
+        return None
+
+    def numeric_row(line: str) -> bool:  # as many fields as the header, mostly numbers
+        try:
+            row = next(csv.reader([line[:MAX_LINE_CHARS]], delimiter=delim))
+        except (csv.Error, StopIteration):
+            return False
+        return len(row) == len(header) and sum(parse_cell(c) not in (None, BAD) for c in row) >= max(1, len(row) // 2)
+
+    # one of the next three rows will do: the first may be the damaged one
+    return "csv" if any(numeric_row(ln) for ln in lines[1:]) else None
+
+
 def sniff_delimiter(first_line: str, suffix: str) -> str:
     if suffix == ".tsv" or ("\t" in first_line and "," not in first_line):
         return "\t"
@@ -141,24 +297,37 @@ def sniff_delimiter(first_line: str, suffix: str) -> str:
     return ","
 
 
-def read_csv_table(path: Path, text: str, *, rename=None, expected: str) -> tuple[Table, dict]:
+# A line longer than this is not a metric row (a pasted blob, a 100,000-digit number from a
+# corrupted write); it is skipped before the csv module sees it (its field limit is 128 KiB).
+MAX_LINE_CHARS = 1 << 20
+
+
+def read_csv_table(path: Path, text: str, *, rename=None, expected: str, fast: bool = True) -> tuple[Table, dict]:
     """Parse CSV text with a header row into a Table.
 
     rename(header) -> list of metric names (None drops a column), e.g. to strip W&B run prefixes.
     Returns the table and info about the columns used ({"step": name, "epoch": name, ...}).
+    A clean numeric file goes through pandas' C parser when pandas is installed (`fast`); anything
+    it cannot take whole (text cells, quotes, ragged rows, NaN written as text) is read row by row.
     """
-    lines = text.splitlines()
-    first = next((i for i, ln in enumerate(lines) if ln.strip()), None)
-    if first is None:
+    pos = 0
+    while True:  # the first non-blank line is the header
+        end = text.find("\n", pos)
+        line = text[pos:] if end < 0 else text[pos:end]
+        if line.strip() or end < 0:
+            break
+        pos = end + 1
+    if not line.strip():
         raise InputError(path, f"is empty; expected {expected}")
-    delim = sniff_delimiter(lines[first], Path(path).suffix.lower())
-    reader = csv.reader(io.StringIO("\n".join(lines[first:])), delimiter=delim)
+    first = text.count("\n", 0, pos)  # blank lines before the header
+    header_line = line.rstrip("\r")
+    delim = sniff_delimiter(header_line, Path(path).suffix.lower())
     try:
-        header = [h.strip() for h in next(reader)]
+        header = [h.strip() for h in next(csv.reader([header_line[:MAX_LINE_CHARS]], delimiter=delim))]
     except (csv.Error, StopIteration):
         raise InputError(path, f"has no readable header row; expected {expected}") from None
     if all(parse_cell(h) is not BAD for h in header if h):
-        raise InputError(path, f"first row {lines[first][:60]!r} is numbers, not column names; expected "
+        raise InputError(path, f"first row {header_line[:60]!r} is numbers, not column names; expected "
                                f"{expected} (add a header row such as 'step,loss')")
     step_i = find_column(header, STEP_NAMES)
     epoch_i = find_column(header, EPOCH_NAMES)
@@ -166,22 +335,156 @@ def read_csv_table(path: Path, text: str, *, rename=None, expected: str) -> tupl
     names = rename(header) if rename else list(header)
     axis = {i for i in (step_i, epoch_i, wall_i) if i is not None}
     metric_cols = [i for i, n in enumerate(names) if n and i not in axis]
+    body = "" if end < 0 else text[end + 1:]
+    cols = (step_i, epoch_i, wall_i, metric_cols, names)
 
-    rows: list[tuple[int, list]] = []
-    table = Table()
+    got = _fast_rows(body, len(header), delim) if fast and len({names[i] for i in metric_cols}) == len(metric_cols) else None
+    if got is not None:
+        table, text_cols = _table_from_array(*got, first + 2, cols), set()
+    else:
+        table, text_cols = _table_from_rows(body, header, delim, first + 1, cols)
+    info = {"step": header[step_i] if step_i is not None else None,
+            "epoch": header[epoch_i] if epoch_i is not None else None,
+            "ignored_text_columns": [header[i] for i in sorted(text_cols)]}
+    if not [i for i in metric_cols if i not in text_cols]:
+        raise InputError(path, f"has no numeric metric columns (header: {', '.join(header[:8])}); expected {expected}")
+    if table.empty:
+        where = f" (first at line {table.first_bad_line})" if table.first_bad_line else ""
+        raise InputError(path, f"no valid data rows: {table.bad_rows} malformed{where}; expected {expected}")
+    return table, info
+
+
+# Cell texts pandas reads as missing or as NaN where parse_cell would not agree: such a file takes
+# the row-by-row path ("nan" is a value there, "#N/A" is garbage).
+_FAST_UNSAFE = ('"', "#", "<", "nan", "NaN", "NAN", "Nan", "\n\n", "\n\r\n")
+
+
+def _fast_rows(body: str, ncols: int, delim: str) -> tuple[np.ndarray, int] | None:
+    """Every data row as floats (NaN = empty cell), or None when the careful path must read it.
+
+    Returns (array of shape rows x columns, 1 if a cut-short last row was dropped else 0).
+    """
     try:
-        for row in reader:
-            line = reader.line_num + first
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) > len(header) and not any(c.strip() for c in row[len(header):]):
-                row = row[: len(header)]  # a trailing delimiter
-            if len(row) != len(header):
-                table.bad(line)
-                continue
-            rows.append((line, [parse_cell(c) for c in row]))
-    except csv.Error:
-        table.bad(reader.line_num + first)  # e.g. a quote cut off by a crash: stop at the damage
+        import pandas as pd
+    except ImportError:
+        return None
+    body = body.rstrip()
+    if not body or ncols < 2 or any(u in body for u in _FAST_UNSAFE):
+        return None
+    cut = 0
+    nlines = body.count("\n") + 1
+    if body.count(delim) != (ncols - 1) * nlines:
+        last = body.rfind("\n")
+        if last < 0 or body.count(delim, last) == ncols - 1:
+            return None
+        body, cut, nlines = body[:last].rstrip(), 1, nlines - 1  # a last row cut short by a crash
+        if body.count(delim) != (ncols - 1) * nlines:
+            return None  # ragged rows elsewhere: read them one by one
+    data = body.encode("utf-8")  # pandas copies a StringIO into 4-byte chars: bytes are 4x smaller
+    del body
+    try:
+        df = pd.read_csv(io.BytesIO(data), sep=delim, header=None, names=list(range(ncols)), index_col=False,
+                         dtype=np.float64, engine="c", skip_blank_lines=False, on_bad_lines="error",
+                         float_precision="round_trip")
+    except (ValueError, OverflowError, TypeError, MemoryError):
+        return None  # a text cell: the careful path says which rows
+    del data
+    arr = df.to_numpy(dtype=np.float64)
+    if arr.shape != (nlines, ncols):
+        return None
+    return arr, cut
+
+
+def _table_from_array(arr: np.ndarray, cut: int, line0: int, cols) -> Table:
+    """The Table of a whole numeric array: same rules as _table_from_rows, column at a time."""
+    step_i, epoch_i, wall_i, metric_cols, names = cols
+    table = Table()
+    n = arr.shape[0]
+    nan = np.full(n, np.nan)
+    epoch = arr[:, epoch_i] if epoch_i is not None else nan
+    wall = arr[:, wall_i] if wall_i is not None else nan
+    logged = ~np.isnan(arr[:, metric_cols]) if metric_cols else np.zeros((n, 0), dtype=bool)
+    any_logged = logged.any(axis=1)
+    if step_i is not None:
+        x = arr[:, step_i]
+        bad = np.isnan(x) & (any_logged | ~np.isnan(epoch) | ~np.isnan(wall))
+    else:
+        bad = np.zeros(n, dtype=bool)
+        x = np.arange(n, dtype=np.float64)
+        if epoch_i is not None:
+            epoch = epoch + restart_offsets(epoch, table, line0)
+            x = np.where(~np.isnan(epoch), epoch, x)
+    for k, i in enumerate(metric_cols):
+        m = logged[:, k] & ~bad
+        if m.any():
+            table.arrays[names[i]] = (x[m], arr[m, i], epoch[m], wall[m])
+    table.good_rows = int((any_logged & ~bad).sum())
+    nbad = int(bad.sum())
+    if nbad:
+        table.bad_rows = nbad
+        table.first_bad_line = line0 + int(np.argmax(bad))
+    if cut:
+        table.bad(line0 + n)
+    return table
+
+
+def restart_offsets(epoch: np.ndarray, table: Table, line0: int | None, lines=None) -> np.ndarray:
+    """What to add to each row's epoch so that a log holding several fits runs on.
+
+    Keras' CSVLogger(append=True) appends each `model.fit` call to the same file, and a second
+    fit counts its epochs from 0 again while training the same weights further. When the epoch
+    column falls back to its first value the rows after it continue the curve (epochs 2, 3, ...)
+    instead of overwriting the first fit's points. A fall to a later epoch is a resume from a
+    checkpoint: left alone, the later rows win those epochs as for any resumed run.
+    """
+    off = np.zeros(epoch.size)
+    idx = np.flatnonzero(~np.isnan(epoch))
+    if idx.size < 2:
+        return off
+    ev = epoch[idx]
+    resets = idx[1:][(ev[1:] == ev[0]) & (ev[1:] <= ev[:-1])]
+    if not resets.size or resets.size > 1000:
+        return off
+    for r in resets:
+        prev = idx[np.searchsorted(idx, r) - 1]
+        off[r:] = epoch[prev] + off[prev] + 1 - ev[0]
+    where = [int(line0 + r) if lines is None else lines[r] for r in resets[:3]]
+    table.restarts = [*where, *([] if resets.size <= 3 else ["..."])]
+    return off
+
+
+def _table_from_rows(body: str, header: list[str], delim: str, line0: int, cols) -> tuple[Table, set]:
+    """Row by row with the csv module: every damaged row is skipped and counted, never guessed at."""
+    step_i, epoch_i, wall_i, metric_cols, names = cols
+    table = Table()
+    lines = body.splitlines()
+    rows: list[tuple[int, list]] = []
+    ok_lines, long_lines = [], []
+    for i, ln in enumerate(lines):
+        (long_lines if len(ln) > MAX_LINE_CHARS else ok_lines).append(i)
+    for i in long_lines:
+        table.bad(line0 + 1 + i)
+    reader = csv.reader((lines[i] for i in ok_lines), delimiter=delim)
+    k = 0
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error:
+            # a quote cut off by a crash swallows the rest of the file: stop at the damage
+            table.bad(line0 + 1 + ok_lines[min(k, len(ok_lines) - 1)])
+            break
+        line = line0 + 1 + ok_lines[min(reader.line_num - 1, len(ok_lines) - 1)]
+        k = reader.line_num
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) > len(header) and not any(c.strip() for c in row[len(header):]):
+            row = row[: len(header)]  # a trailing delimiter
+        if len(row) != len(header):
+            table.bad(line)
+            continue
+        rows.append((line, [parse_cell(c) for c in row]))
 
     # A column that is mostly text (a run name, a date) is not a metric; drop it rather than
     # call every row malformed.
@@ -191,12 +494,16 @@ def read_csv_table(path: Path, text: str, *, rename=None, expected: str) -> tupl
         if cells and sum(c is BAD for c in cells) > len(cells) / 2:
             text_cols.add(i)
     metric_cols = [i for i in metric_cols if i not in text_cols]
-    if not metric_cols:
-        raise InputError(path, f"has no numeric metric columns (header: {', '.join(header[:8])}); expected {expected}")
 
+    offsets = None
+    if step_i is None and epoch_i is not None:
+        eps = np.array([c if isinstance(c, float) else np.nan for c in (r[epoch_i] for _, r in rows)])
+        offsets = restart_offsets(eps, table, None, [ln for ln, _ in rows])
     for n, (line, cells) in enumerate(rows):
         step = cells[step_i] if step_i is not None else None
         epoch = cells[epoch_i] if epoch_i is not None else None
+        if offsets is not None and isinstance(epoch, float):
+            epoch += float(offsets[n])
         wall = cells[wall_i] if wall_i is not None else None
         if any(c is BAD for c in (step, epoch, wall)) or any(cells[i] is BAD for i in metric_cols):
             table.bad(line)
@@ -213,10 +520,4 @@ def read_csv_table(path: Path, text: str, *, rename=None, expected: str) -> tupl
                 logged = True
         if logged:
             table.good_rows += 1
-    info = {"step": header[step_i] if step_i is not None else None,
-            "epoch": header[epoch_i] if epoch_i is not None else None,
-            "ignored_text_columns": [header[i] for i in sorted(text_cols)]}
-    if not table.values:
-        where = f" (first at line {table.first_bad_line})" if table.first_bad_line else ""
-        raise InputError(path, f"no valid data rows: {table.bad_rows} malformed{where}; expected {expected}")
-    return table, info
+    return table, text_cols

@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..history import Series
+from ..history import Checkpoint, Series
 from . import Part, walk_files
+from ._tabular_util import loads
 
 FORMAT = "hf_trainer"
 
@@ -105,7 +106,22 @@ def read(unit: Path) -> Part | None:
                      f"(global_step {state.get('global_step', n)})")
     series, hparams, row_notes = _from_state(unit, state)
     hparams.update(_results(out_dir))
-    return Part(series, out_dir, FORMAT, hparams=hparams, notes=notes + row_notes)
+    return Part(series, out_dir, FORMAT, hparams=hparams, notes=notes + row_notes,
+                checkpoints=_best_checkpoint(state))
+
+
+def _best_checkpoint(state: dict) -> list[Checkpoint]:
+    """The checkpoint the Trainer itself kept as best (TrainingArguments.metric_for_best_model),
+    as the file names it: tagged "best", its step from its name (or best_global_step)."""
+    path = state.get("best_model_checkpoint")
+    if not isinstance(path, str) or not path.strip():
+        return []
+    name = re.split(r"[\\/]", path.rstrip("/\\"))[-1]
+    m = _CKPT_RE.match(name)
+    step = int(m.group(1)) if m and len(m.group(1)) <= 18 else None  # a damaged name is no step
+    if step is None and isinstance(state.get("best_global_step"), int):
+        step = state["best_global_step"]
+    return [Checkpoint(path, None, step, "best")]
 
 
 def _load_state(path: Path) -> dict:
@@ -114,55 +130,98 @@ def _load_state(path: Path) -> dict:
     except OSError as exc:
         raise InputError(path, f"cannot be read ({exc.strerror or exc})") from None
     try:
-        state = json.loads(text)
+        state = loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(path, f"is not valid JSON ({exc.msg} at line {exc.lineno}; truncated by a crash?); "
                                f"expected {_EXPECTED}") from None
+    except ValueError:  # an integer past Python's 4300-digit limit: damage, not a step number
+        try:
+            state = json.loads(text, parse_int=_bounded_int)
+        except (ValueError, RecursionError):
+            raise InputError(path, f"is not valid JSON; expected {_EXPECTED}") from None
+    except RecursionError:
+        raise InputError(path, f"is not valid JSON (nested too deep); expected {_EXPECTED}") from None
     if not isinstance(state, dict) or not isinstance(state.get("log_history"), list):
         found = type(state).__name__ if not isinstance(state, dict) else "no 'log_history' list"
         raise InputError(path, f"found {found}; expected {_EXPECTED}")
     return state
 
 
+def _bounded_int(text: str) -> float:
+    """A JSON integer; one too long for int() is not a number any log meant (inf, then skipped)."""
+    return int(text) if len(text) <= 300 else float("inf")
+
+
 def _is_summary(row: dict) -> bool:
     return "train_runtime" in row or ("train_loss" in row and "loss" not in row and "total_flos" in row)
 
 
-def _number(v) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    return float(v)
+_NUM = (int, float)  # exact types: a bool is not a metric value
+
+
+def _column(rows: list[dict], key: str) -> np.ndarray:
+    """rows[i][key] as floats, NaN where it is missing or not a number."""
+    vals = [r.get(key) for r in rows]
+    if set(map(type, vals)) <= {int, float}:
+        return np.array(vals, dtype=np.float64)
+    return np.array([v if type(v) in _NUM else np.nan for v in vals], dtype=np.float64)
 
 
 def _from_state(path: Path, state: dict) -> tuple[dict[str, Series], dict, list[str]]:
-    pts: dict[str, tuple[list, list, list]] = {}
+    """One Series per logged key. Rows are grouped by their keys (a few shapes: training rows,
+    evaluation rows, the summary) and each group is read a column at a time; the points of a key
+    keep the order of the rows they came from."""
+    hist = state["log_history"]
     hparams: dict = {f"trainer_state.{k}": state[k] for k in _STATE_KEYS if k in state}
+    shapes: dict[tuple, list[int]] = {}
     skipped = 0
-    for row in state["log_history"]:
-        if not isinstance(row, dict):
+    for i, row in enumerate(hist):
+        if type(row) is dict:
+            shapes.setdefault(tuple(row), []).append(i)
+        else:
             skipped += 1
+    chunks: dict[str, list[tuple]] = {}
+    for shape, idx in shapes.items():
+        rows = [hist[i] for i in idx]
+        if _is_summary(rows[0]):
+            for row in rows:
+                hparams.update({f"trainer_state.{k}": v for k, v in row.items() if k not in _AXIS})
             continue
-        if _is_summary(row):
-            for k, v in row.items():
-                if k not in _AXIS:
-                    hparams[f"trainer_state.{k}"] = v
+        steps = _column(rows, "step")
+        ok = np.isfinite(steps)
+        skipped += int((~ok).sum())
+        if not ok.any():
             continue
-        step = _number(row.get("step"))
-        if step is None:
-            skipped += 1
-            continue
-        epoch = _number(row.get("epoch"))
-        for k, v in row.items():
-            val = _number(v)
-            if k in _AXIS or val is None:
+        order = np.asarray(idx)[ok]
+        epochs = _column(rows, "epoch")[ok]
+        for k in shape:
+            if k in _AXIS:
                 continue
-            s, vals, eps = pts.setdefault(k, ([], [], []))
-            s.append(step)
-            vals.append(val)
-            eps.append(np.nan if epoch is None else epoch)
-    series = {k: Series(k, np.array(s), np.array(v), np.array(e)) for k, (s, v, e) in pts.items()}
+            vals = _column(rows, k)[ok]
+            nan = np.isnan(vals)
+            if nan.any():  # missing, text, or a NaN the run logged (a value: the loss diverged)
+                has = ~nan | _is_nan_value(rows, k, ok)
+                if has.any():
+                    chunks.setdefault(k, []).append((order[has], steps[ok][has], vals[has], epochs[has]))
+            else:
+                chunks.setdefault(k, []).append((order, steps[ok], vals, epochs))
+    series = {}
+    first_row = {k: min(int(p[0][0]) for p in parts) for k, parts in chunks.items()}
+    for k in sorted(chunks, key=first_row.__getitem__):  # the order the keys first appear in
+        parts = chunks[k]
+        order, st, va, ep = (np.concatenate([p[j] for p in parts]) for j in range(4))
+        o = np.argsort(order, kind="stable")
+        series[k] = Series(k, st[o], va[o], ep[o])
     notes = [f"{path.name}: skipped {skipped} log_history entries without a step"] if skipped else []
     return series, hparams, notes
+
+
+def _is_nan_value(rows: list[dict], key: str, ok: np.ndarray) -> np.ndarray:
+    """Where a row logged NaN itself (a diverged loss: a value, unlike a missing key or a string).
+
+    json.loads reads the bare `NaN` Python's json.dumps writes as float('nan')."""
+    vals = [r.get(key) for r in rows]
+    return np.array([type(v) is float and v != v for v in vals], dtype=bool)[ok]
 
 
 def _results(out_dir: Path) -> dict:

@@ -33,6 +33,7 @@ from ._tabular_util import (
     read_csv_table,
     read_text,
     sniff_delimiter,
+    sniff_table,
 )
 
 FORMAT = "tabular"
@@ -50,8 +51,24 @@ _TB_EXPORT = ["wall time", "step", "value"]
 def discover(root: Path, files: list[Path] | None = None) -> list[Path]:
     root = Path(root)
     if root.is_file():
-        return [root] if root.suffix.lower() in _CSV_EXT + _JSONL_EXT else []
-    return [f for f in (walk_files(root) if files is None else files) if f.suffix.lower() in _CSV_EXT + _JSONL_EXT and _looks_like_log(f)]
+        return [root] if root.suffix.lower() in _CSV_EXT + _JSONL_EXT or sniff_table(root) else []
+    out = []
+    for f in (walk_files(root) if files is None else files):
+        if f.suffix.lower() in _CSV_EXT + _JSONL_EXT:
+            if _looks_like_log(f):
+                out.append(f)
+        elif not f.name.startswith(".") and sniff_table(f):
+            out.append(f)  # a metric table under another name: Keras' training.log, DETR's log.txt
+    return out
+
+
+def _kind(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in _JSONL_EXT:
+        return "jsonl"
+    if suffix in _CSV_EXT:
+        return "csv"
+    return sniff_table(path) or "csv"
 
 
 def _looks_like_log(path: Path) -> bool:
@@ -81,13 +98,33 @@ def _looks_like_log(path: Path) -> bool:
 def read(unit: Path) -> Part:
     unit = Path(unit)
     text, notes = read_text(unit)
-    if unit.suffix.lower() in _JSONL_EXT:
+    if _kind(unit) == "jsonl":
         table = _read_jsonl(unit, text)
         hparams: dict = {}
     else:
         table, hparams, more = _read_csv(unit, text)
         notes.extend(more)
-    return Part(table.series(), unit.parent, FORMAT, hparams=hparams, notes=notes + table.notes(unit))
+    return Part(_layout_roles(table.series()), unit.parent, FORMAT, hparams=hparams,
+                notes=notes + table.notes(unit))
+
+
+def _layout_roles(series: dict) -> dict:
+    """Roles a known column layout fixes. ultralytics results.csv (ultralytics/engine/trainer.py
+    save_metrics; YOLOv5 train.py): `train/*_loss`, `val/*_loss`, and `metrics/precision(B)`,
+    `metrics/mAP50-95(B)`... which the validator computed on the validation set, higher better."""
+    names = list(series)
+    if not (any(n.startswith("metrics/") for n in names) and any(n.startswith("val/") for n in names)
+            and any(n.startswith("train/") for n in names)):
+        return series
+    from dataclasses import replace
+
+    out = {}
+    for n, s in series.items():
+        if n.startswith("metrics/") and s.split in (None, "train"):
+            kind = s.kind if s.kind in ("accuracy", "error", "loss") else "accuracy"
+            s = replace(s, role=f"val_{kind}")
+        out[n] = s
+    return out
 
 
 # -- CSV ----------------------------------------------------------------------------------------
@@ -185,7 +222,7 @@ def _read_jsonl(path: Path, text: str) -> Table:
         if logged:
             n_valid += 1
             table.good_rows += 1
-    if not table.values:
+    if table.empty:
         where = f" ({table.bad_rows} malformed, first at line {table.first_bad_line})" if table.bad_rows else ""
         raise InputError(path, f"no line holds a JSON object with numeric metrics{where}; expected {_EXPECTED_JSONL}")
     return table

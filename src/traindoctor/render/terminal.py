@@ -22,9 +22,22 @@ def _wrap(text: str, indent: str = "    ") -> list[str]:
     return textwrap.wrap(text, 100, initial_indent=indent, subsequent_indent=indent) or [indent]
 
 
-def _series_rows(report) -> list[tuple[str, str, str, str]]:
-    return [(str(m.get("name")), str(m.get("role")), str(m.get("points")), str(m.get("unit", "")))
+def _series_rows(report) -> list[tuple[str, str, str, str, str]]:
+    return [(str(m.get("name")), str(m.get("role")), str(m.get("points")), str(m.get("unit", "")),
+             str(m.get("file", "")))
             for m in (report.source or {}).get("metrics") or []]
+
+
+def _file_stats(report) -> list[str]:
+    """Per text log: how many lines were understood, and examples of number lines that were not."""
+    out = []
+    for f in (report.source or {}).get("files") or []:
+        line = f"{f.get('path')}: {f.get('understood')} of {f.get('lines')} lines understood"
+        if f.get("not_understood"):
+            ex = "; ".join(f"line {e['line']}: {e['text']!r}" for e in f.get("examples") or [])
+            line += f"; {f['not_understood']} line(s) with numbers not understood" + (f", e.g. {ex}" if ex else "")
+        out.append(line)
+    return out
 
 
 def _counts(report) -> str:
@@ -46,8 +59,9 @@ def render_plain(report, show_series: bool = False) -> str:
     rows = _series_rows(report)
     if show_series and rows:
         w = max(len(r[0]) for r in rows)
-        lines.append("series read (name, role, points, unit):")
-        lines += [f"  {n:<{w}}  {role:<15} {pts:>7}  {unit}" for n, role, pts, unit in rows]
+        lines.append("series read (name, role, points, unit, file):")
+        lines += [f"  {n:<{w}}  {role:<15} {pts:>7}  {unit:<5}  {file}".rstrip() for n, role, pts, unit, file in rows]
+        lines += [f"  {x}" for x in _file_stats(report)]
     elif rows:
         lines.append(f"series read: {len(rows)} (--show-series lists them)")
     for note in src.get("notes") or []:
@@ -120,11 +134,14 @@ def _print_rich(reports, show_series: bool, file) -> None:
         rows = _series_rows(report)
         if show_series and rows:
             t = Table(title="series read", title_justify="left", show_edge=False)
-            for col, just in (("name", "left"), ("role", "left"), ("points", "right"), ("unit", "left")):
+            for col, just in (("name", "left"), ("role", "left"), ("points", "right"), ("unit", "left"),
+                              ("file", "left")):
                 t.add_column(col, justify=just)
             for r in rows:
                 t.add_row(*(Text(c) for c in r))
             console.print(t)
+            for x in _file_stats(report):
+                console.print(Text(x, style="dim"))
         elif rows:
             console.print(Text(f"series read: {len(rows)} (--show-series lists them)", style="dim"))
         for note in src.get("notes") or []:
