@@ -14,6 +14,7 @@ import numpy as np
 from ..finding import Finding, Fix, Skip
 from ..history import RunHistory, Series
 from ..registry import detector
+from ._sources import DIOU, KARPATHY
 from ._util import fmt, sig, xval
 
 LOSS_ROLES = ("train_loss", "val_loss", "test_loss")
@@ -229,3 +230,26 @@ def _others_moving(history: RunHistory, s: Series, lo: float, hi: float, rel_tol
             out.append(o.name)
     return sorted(out)
 
+
+# What the check means, how it decides and what fixes it: `traindoctor explain` reads this.
+DOCS = {
+    "loss_constant": {
+        "summary": "a loss or score that does not move at all",
+        "meaning": "A loss that does not move at all means nothing is being learned: zero "
+                   "gradients (a detached graph, a saturated activation, a loss with no slope at "
+                   "this point), an optimizer that is never stepped, a learning rate of zero, or "
+                   "dead units. A loss exactly 0 from its first point was never computed or has no "
+                   "targets (labels all masked, no box matched); a score exactly 0 at every check "
+                   "means nothing was ever predicted right.",
+        "detection": "The longest stretch within half the last printed digit of its first value: "
+                     "20 points (and a fifth of the series), or 5 when the values are bitwise "
+                     "identical and carry 4+ significant digits (they cannot repeat by chance). "
+                     "The main loss of a split is an error. A loss 0 from the start is info only "
+                     "when a task score of the run learned (a term off by design).",
+        "fixes": ["Check that optimizer.step() is called and the LR is not zero",
+                  "Check gradients reach the parameters (run `traindoctor probe`)",
+                  "Check the loss has a slope at this operating point (e.g. GIoU on non-overlapping boxes)",
+                  "For a loss or score exactly 0: count the targets that reach the loss and the metric"],
+        "sources": [KARPATHY, DIOU],
+    },
+}

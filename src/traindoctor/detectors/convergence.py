@@ -17,6 +17,7 @@ import numpy as np
 from ..finding import Finding, Fix, Skip
 from ..history import RunHistory, Series
 from ..registry import detector
+from ._sources import KARPATHY, SMITH, ZHANG
 from ._util import chance_loss, epoch_curve, fmt, linear_slope, noise_scale, sig, smooth, xval
 from .plateau import class_count
 
@@ -170,3 +171,28 @@ def _late(s: Series, last_share, k_noise, min_late_share) -> dict:
     return {"series": s, "i0": i0, "late_gain": late, "total_gain": total, "noise": noise,
             "noise_smoothed": noise_sm, "share": share, "slope": slope, "steep": steep,
             "final": float(v[-1])}
+
+
+# What the check means, how it decides and what fixes it: `traindoctor explain` reads this.
+DOCS = {
+    "slow_convergence": {
+        "summary": "still improving steeply when the run ended",
+        "meaning": "Training was stopped while the loss was still going down fast: the run was too "
+                   "short or the LR too low.",
+        "detection": "The gain of the smoothed loss over the last 20% of the run against its noise "
+                     "and against the whole run's gain.",
+        "fixes": ["Train for more epochs", "Raise the LR (an LR range test tells how far)"],
+        "sources": [SMITH, KARPATHY],
+    },
+    "underfitting": {
+        "summary": "training loss stays high",
+        "meaning": "The model cannot even fit its training data: it lacks capacity, the LR is "
+                   "wrong, or the features/labels carry little signal (shuffled labels end here too).",
+        "detection": "Final training loss against the chance-level loss ln C, or the final training "
+                     "accuracy against 1/C, with C from hparams or a classification accuracy stuck "
+                     "at 1/C.",
+        "fixes": ["Check the model can overfit one batch (`traindoctor probe`)", "Add capacity",
+                  "Tune the LR with an LR range test", "Check labels are aligned with inputs"],
+        "sources": [KARPATHY, ZHANG],
+    },
+}

@@ -15,6 +15,7 @@ import numpy as np
 from ..finding import Finding, Fix, Skip
 from ..history import RunHistory, Series
 from ..registry import detector
+from ._sources import CE_DOCS, GOODFELLOW, GUO
 from ._util import (
     accuracy_scale,
     classes_from_hparams,
@@ -324,3 +325,30 @@ def _lr_fixes():
     return [Fix("Check the schedule's formula and its end point",
                 "a linear decay run past its last step, or a cosine with a wrong period, goes "
                 "below 0 and turns descent into ascent", None)]
+
+
+# What the check means, how it decides and what fixes it: `traindoctor explain` reads this.
+DOCS = {
+    "metric_disagreement": {
+        "summary": "validation loss and accuracy tell different stories",
+        "meaning": "Loss rising while accuracy rises means growing over-confidence on the "
+                   "mistakes; a loss near 0 with accuracy at chance means the loss is not measuring "
+                   "the task (wrong targets, leak).",
+        "detection": "Compares the trends of val loss and val accuracy, and accuracy with chance level.",
+        "fixes": ["Pick the checkpoint on the metric you care about",
+                  "Check the loss and the metric use the same targets"],
+        "sources": [GOODFELLOW, GUO],
+    },
+    "impossible_value": {
+        "summary": "a value its metric cannot take",
+        "meaning": "A negative cross-entropy or MSE, or an accuracy/F1 outside [0, 1], means the "
+                   "loss, the targets or the metric's aggregation are wrong (e.g. NLLLoss on "
+                   "probabilities, an F1 averaged over batches with an epsilon bug).",
+        "detection": "Compares each series with the range its name allows; a score with values "
+                     "above 1 is read as a percentage unless most values lie in [0, 1] and none "
+                     "exceeds 1.5 (a fraction that overflows).",
+        "fixes": ["Check the loss function matches the model's outputs (logits vs probabilities)",
+                  "Check the metric's normalisation"],
+        "sources": [CE_DOCS],
+    },
+}

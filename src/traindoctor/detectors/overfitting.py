@@ -16,6 +16,7 @@ import numpy as np
 from ..finding import Finding, Fix, Skip
 from ..history import RunHistory, Series
 from ..registry import detector
+from ._sources import ES_DOCS, GOODFELLOW, KARPATHY, PRECHELT
 from ._util import (
     accuracy_scale,
     best_index,
@@ -489,3 +490,41 @@ def train_val_gap(
         fixes=[Fix("Regularise if validation has stopped improving: dropout, weight decay, "
                    "augmentation, more data", "they trade training fit for generalisation", None)],
     )
+
+
+# What the check means, how it decides and what fixes it: `traindoctor explain` reads this.
+DOCS = {
+    "overfitting": {
+        "summary": "validation got worse (or stopped improving) while training kept improving",
+        "meaning": "The model is fitting the training set more closely at the cost of unseen data: "
+                   "it has started to memorise. The checkpoint from the best validation check is "
+                   "better than the last one.",
+        "detection": "Every validation loss is judged on its own, against the training loss of the "
+                     "same component (val/cls_loss with train/cls_loss, val loss_cls with loss_cls). "
+                     "Finds the best logged value, then checks that the median of the last checks "
+                     "is worse by more than 3 noise units and 2% (rising), or that no check beat it "
+                     "for 40% of the run while the paired training loss fell 10% (stalled). A rise "
+                     "with the training loss rising as much is instability, not overfitting. "
+                     "Replays Lightning's EarlyStopping for patience 3/5/10/15 and names the "
+                     "checkpoint on disk nearest before the best.",
+        "fixes": ["Use the checkpoint from the best check, not the last one",
+                  "Add early stopping on the validation metric (patience 3-10 checks)",
+                  "Regularise: weight decay, dropout, data augmentation, or a smaller model",
+                  "Get more training data"],
+        "sources": [PRECHELT, ES_DOCS, GOODFELLOW],
+    },
+    "train_val_gap": {
+        "summary": "validation loss sits far above training loss",
+        "meaning": "A large, persistent gap between training and validation loss means the model "
+                   "generalises poorly, or that train and validation data differ (distribution "
+                   "shift, augmentation only on one side, dropout/batch-norm mode mistakes).",
+        "detection": "Compares the main validation loss with its paired training loss (the running "
+                     "median of the training points logged up to each check) at the best check and "
+                     "at the end; reports the ratio and the difference when the end ratio exceeds "
+                     "the threshold. Context (info) on its own.",
+        "fixes": ["Regularise (weight decay, dropout, augmentation)",
+                  "Check that validation data is preprocessed exactly like training data",
+                  "Check model.eval() / model.train() are called in the right places"],
+        "sources": [GOODFELLOW, KARPATHY],
+    },
+}

@@ -16,6 +16,7 @@ import numpy as np
 from ..finding import Finding, Fix, Skip
 from ..history import RunHistory, Series
 from ..registry import detector
+from ._sources import KARPATHY, PLATEAU_DOCS, ROUSSEEUW, SMITH
 from ._util import (
     accuracy_scale,
     chance_loss,
@@ -417,3 +418,26 @@ def _partner_drop(history: RunHistory, s: Series, n_classes, chance_tol) -> dict
         return {"name": p.name, "first": first, "end": end, "drop": drop, "at_chance": at_chance}
     return None
 
+
+# What the check means, how it decides and what fixes it: `traindoctor explain` reads this.
+DOCS = {
+    "plateau": {
+        "summary": "no meaningful improvement since a step",
+        "meaning": "The curve has stopped going down. After a real improvement that is "
+                   "convergence (info). It needs action when the run did not learn: the level is "
+                   "near its start or at chance, or an accuracy sits at the majority-class share. "
+                   "A validation curve that stalls while training keeps improving is a "
+                   "generalisation gap (overfitting), not a learning rate that is too low.",
+        "detection": "Finds the first point from which the medians of the first and last thirds "
+                     "agree within 3 noise units (as standard errors of medians), nothing inside "
+                     "was better, and a least-squares line shows no trend. Every logged point counts "
+                     "(no epoch means). A training curve warns when flat for half the run after "
+                     "falling less than 50% of its start (an accuracy: of its first error 1 - acc), "
+                     "unless a task score of the run removed half its errors; a validation curve "
+                     "warns when it moved less than 10% and training is stuck too or not logged.",
+        "fixes": ["If nothing learned: check data and labels, then run an LR range test",
+                  "If training improves but validation does not: see overfitting",
+                  "If converged: stop earlier or lower the LR (ReduceLROnPlateau) for more"],
+        "sources": [SMITH, PLATEAU_DOCS, ROUSSEEUW, KARPATHY],
+    },
+}

@@ -16,6 +16,7 @@ import numpy as np
 from ..finding import Finding, Fix
 from ..history import RunHistory
 from ..registry import detector
+from ._sources import PALM, PASCANU, ROUSSEEUW
 from ._util import (
     finite_or_skip,
     fmt,
@@ -262,3 +263,22 @@ def _one(history, raw, s, p):
     first_x, last_x = xval(x[events[0]["start"]]), xval(x[events[-1]["end"]])
     yield Finding("loss_spikes", "warning" if warn else "info", title, raw.name, ev,
                   (first_x, last_x), explanation, fixes)
+
+
+# What the check means, how it decides and what fixes it: `traindoctor explain` reads this.
+DOCS = {
+    "loss_spikes": {
+        "summary": "sudden short jumps in the loss",
+        "meaning": "Isolated batches produce huge losses, or the weights jump: outliers or "
+                   "mislabeled samples, a too-high LR that occasionally overshoots, fp16 overflow, "
+                   "Adam's second-moment instability. A jump of 10x or more is an explosion.",
+        "detection": "Every loss (training components and validation too): points above the median "
+                     "of the points before them by 8 robust z-scores of the curve's own noise (its "
+                     "upper tail for skewed minibatch noise), 25% of the level and 10% of the run's "
+                     "range; on log10 of the loss when it spans 3+ decades. Warns when a spike did "
+                     "not recover, was an explosion, cost progress, or spikes are many.",
+        "fixes": ["Clip gradients", "Inspect the batches at the spike steps for bad data",
+                  "Lower the LR or raise Adam's eps"],
+        "sources": [ROUSSEEUW, PASCANU, PALM],
+    },
+}

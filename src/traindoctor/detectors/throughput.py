@@ -13,6 +13,7 @@ import numpy as np
 from ..finding import Finding, Fix, Skip
 from ..history import RunHistory, Series, _tokens
 from ..registry import detector
+from ._sources import TUNING
 from ._util import fmt, sig, xval
 
 _RATE_NAMES = ("it_s", "its", "steps_per_second", "iterations_per_second", "it_per_s",
@@ -226,3 +227,18 @@ def _slowdown(source, secs, at, base_ev, *, slowdown_factor, slowdown_seconds):
                  "print(torch.cuda.memory_allocated() / 2**30)")]
     return [Finding("throughput", "warning", title, source.name, ev,
                     (xval(at[0]), xval(at[-1])), explanation, fixes)]
+
+
+# What the check means, how it decides and what fixes it: `traindoctor explain` reads this.
+DOCS = {
+    "throughput": {
+        "summary": "step time, ETA and stalls",
+        "meaning": "Slow or stalling steps waste time: data loading bottlenecks, evaluation inside "
+                   "the loop, checkpoint saving, or a machine under load.",
+        "detection": "Seconds per step from the logs' timestamps, a logged rate, a step time or an "
+                     "elapsed-time column (differenced); stalls are steps far slower than the "
+                     "median, a slowdown is the last quarter 2x slower than the first.",
+        "fixes": ["Raise DataLoader num_workers / pin_memory", "Evaluate and checkpoint less often"],
+        "sources": [TUNING],
+    },
+}
