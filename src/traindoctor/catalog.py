@@ -1,6 +1,7 @@
 """What every finding code means, how it is found, what fixes it, and sources (`explain`).
 
-One plain dict per code. `traindoctor list` prints the codes; `traindoctor explain CODE` prints
+One plain dict per code: a curve check's entry is its module's DOCS, kept beside the check (a
+check's doc sits with the check); probe and meta entries are here. `traindoctor list` prints the codes; `traindoctor explain CODE` prints
 the entry plus the detector's current keyword defaults (its thresholds), read from the registry
 so the numbers shown are the ones the code uses, never a copy that can drift.
 """
