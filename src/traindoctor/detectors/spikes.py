@@ -146,8 +146,8 @@ def _progress_lost(vals, events, noise, log, p) -> dict | None:
     i0 = events[0]["start"]
     n = vals.size
     k = max(3, n // 10)
-    if i0 < 3 or n - k <= i0:
-        return None
+    if i0 < 3 or n - k <= events[-1]["end"]:
+        return None  # no points before the spikes, or the tail is inside one (divergence's call)
     before = rolling_median(vals[:i0], min(smooth_window(n), i0) | 1, edges="symmetric")
     best = float(np.nanmin(before))
     tail = float(np.median(vals[-k:]))
@@ -191,7 +191,10 @@ def _one(history, raw, s, p):
     unrecovered = [e for e in events if e["recovered"] is False]
     rate = len(events) / n
     ratios = [float(s.values[e["peak"]]) / e["level"] if e["level"] > 0 else math.inf for e in events]
-    exploded = [e for e, r in zip(events, ratios) if r >= p["explosion_factor"]]
+    # An explosion with no data after it (the run ends inside it) cannot be told from a
+    # divergence yet: that check judges a climb that goes on; this one waits for what follows.
+    exploded = [e for e, r in zip(events, ratios)
+                if r >= p["explosion_factor"] and e["recovered"] is not None]
     lost = _progress_lost(vals, events, robust_noise(vals), log, p)
     warn = bool(unrecovered) or bool(exploded) or lost is not None or (
         len(events) >= p["many_spikes"] and rate >= p["many_rate"])
