@@ -15,8 +15,10 @@ could reach with standard tools on the same file in the same run.
 | detectron2    | metrics.json: 100k JSON lines x 10 scalars               | json.loads per line           |
 | mmengine      | vis_data/scalars.json: 200k JSON lines x 5 scalars       | json.loads per line           |
 | jsonl         | metrics.jsonl: 250k lines x 4 metrics                    | json.loads per line           |
-
-(The text-log case is added by its own function below, `text_format`, when present.)
+| text          | key=value text log: 1M lines x 3 metrics, 63 MB          | one compiled regex finditer   |
+|               | (`step=1 loss=0.63 lr=4.6e-04 grad_norm=0.35 epoch=0`)   | over the text, float() each   |
+| mlflow        | mlflow.db (MLflow 3's SQLite store): one run, 1M metric  | sqlite3 fetchall, MlflowClient|
+|               | points over 10 keys, written by the mlflow client        | .get_metric_history           |
 
 Files are written once in each tool's exact format and cached under benchmarks/_data/
 (gitignored). Each reader runs in its own fresh Python process, so wall time and peak RSS are
@@ -277,6 +279,7 @@ def make_jsonl(points: int) -> tuple[Path, int]:
 JSONL = Format("jsonl", make_jsonl, {"traindoctor": _TD,
                                      "json.loads per line": "SKIP = {'step', 'epoch'}\n" + _JSON_LINES_FLOOR})
 
+
 # -- key=value text log -----------------------------------------------------------------------
 def make_text(points: int) -> tuple[Path, int]:
     """`step=123 loss=0.636962 lr=4.6014e-04 grad_norm=0.3545 epoch=1`: 3 metrics a line."""
@@ -309,7 +312,50 @@ n = sum(len(v) for k, v in cols.items() if k not in ("step", "epoch"))
 """,
 })
 
-FORMATS = {f.name: f for f in (TENSORBOARD, CSV, HF, D2, MMENGINE, JSONL, TEXT)}
+# -- MLflow's SQLite store --------------------------------------------------------------------
+def make_mlflow(points: int) -> tuple[Path, int]:
+    """mlflow.db as `mlflow.start_run()` leaves it: one run, N_TAGS keys, written by the real
+    client's log_batch (1,000 points a call, its limit); about 10 minutes once, then cached."""
+
+    def write(d: Path, points: int):
+        import numpy as np
+        from mlflow.entities import Metric
+        from mlflow.tracking import MlflowClient
+
+        steps = points // N_TAGS
+        client = MlflowClient(tracking_uri=f"sqlite:///{d / 'mlflow.db'}")
+        run = client.create_run(client.create_experiment("bench"), run_name="big").info.run_id
+        vals = np.random.default_rng(0).standard_normal((steps, N_TAGS)).tolist()
+        tags = [f"metric_{i}/{'train' if i % 2 else 'val'}" for i in range(N_TAGS)]
+        batch = []
+        for step in range(steps):
+            batch += [Metric(tag, vals[step][i], 1_700_000_000_000 + step, step) for i, tag in enumerate(tags)]
+            if len(batch) >= 1000:
+                client.log_batch(run, metrics=batch)
+                batch = []
+        if batch:
+            client.log_batch(run, metrics=batch)
+        client.set_terminated(run)
+        return "mlflow.db", steps * N_TAGS
+
+    return _cached("mlflow", points, write)
+
+
+MLFLOW = Format("mlflow", make_mlflow, {
+    "traindoctor": _TD,
+    "sqlite3 fetchall": """
+import sqlite3
+n = len(sqlite3.connect(PATH).execute("SELECT key, value, timestamp, step, is_nan FROM metrics").fetchall())
+""",
+    "MlflowClient history": """
+from mlflow.tracking import MlflowClient
+c = MlflowClient(tracking_uri="sqlite:///" + PATH)
+runs = c.search_runs([e.experiment_id for e in c.search_experiments()])
+n = sum(len(c.get_metric_history(r.info.run_id, k)) for r in runs for k in r.data.metrics)
+""",
+})
+
+FORMATS = {f.name: f for f in (TENSORBOARD, CSV, HF, D2, MMENGINE, JSONL, TEXT, MLFLOW)}
 
 
 def run_once(fmt: Format, reader: str, path: Path, expected: int) -> tuple[float, float]:

@@ -44,9 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
 
     d = sub.add_parser("diagnose", help="read a run's logs and find what went wrong")
-    d.add_argument("path", help="a log file or run folder (searched recursively)")
+    d.add_argument("path", nargs="?",
+                   help="a log file or run folder (searched recursively), an mlflow.db, or an MLflow "
+                        "tracking server URL (default: $MLFLOW_TRACKING_URI)")
     d.add_argument("--format", help="skip auto-detection (tensorboard, lightning_csv, hf_trainer, ...)")
-    d.add_argument("--run", help="which run, when the folder holds several")
+    d.add_argument("--run", help="which run, when the folder holds several (MLflow: a run id or name)")
+    d.add_argument("--experiment", metavar="NAME",
+                   help="MLflow: the experiment to read (name or id; needed for a tracking server)")
     d.add_argument("--role", action="append", default=[], metavar="NAME=ROLE",
                    help="override a series' role, e.g. --role val/epe=val_loss (repeatable)")
     d.add_argument("--show-series", action="store_true", help="list the series read and their roles")
@@ -58,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_flags(p)
 
     c = sub.add_parser("compare", help="several runs side by side: what changed, what helped")
-    c.add_argument("paths", nargs="+", help="run folders or log files")
+    c.add_argument("paths", nargs="+", help="run folders or log files, an mlflow.db, an MLflow server URL")
+    c.add_argument("--experiment", metavar="NAME", help="MLflow: compare the runs of this experiment")
     _add_output_flags(c)
 
     e = sub.add_parser("explain", help="what a finding code means, how it is detected, what fixes it")
@@ -131,14 +136,18 @@ def _parse_roles(items: list[str]) -> dict[str, str]:
 def cmd_diagnose(args) -> int:
     from .engine import diagnose
     from .errors import InputError
-    from .readers import load_runs
+    from .readers import load_runs, run_matches
 
+    args.path = _target(args.path)
     with _reading_progress(args.path) as progress:
-        runs = load_runs(args.path, format=args.format, progress=progress)
+        runs = load_runs(args.path, format=args.format, progress=progress,
+                         experiment=args.experiment, run=args.run)
     if args.run is not None:
-        runs = [r for r in runs if r.run == args.run]
+        found = runs
+        runs = [r for r in runs if run_matches(r, args.run)]
         if not runs:
-            raise InputError(args.path, f"no run named {args.run!r}")
+            raise InputError(args.path, f"no run named {args.run!r}; runs: "
+                                        f"{', '.join(r.run or '.' for r in found[:10])}")
     roles = _parse_roles(args.role)
     reports = []
     for run in runs:
@@ -151,8 +160,46 @@ def cmd_diagnose(args) -> int:
         missing = sorted(set(roles) - set().union(*(run.series for run in runs)))
         if missing:
             raise InputError(args.path, f"--role names {', '.join(missing)}, which this run does not have")
+    listed = len(runs) > 1 or any(r.meta.get("schema_revision") for r in runs)  # MLflow: say what was read
+    if listed and not args.json and getattr(args, "md", None) != "-":
+        print(run_listing(runs))
     emit(reports, args)
     return EXIT_FINDINGS if any(r.fails(args.fail_on) for r in reports) else EXIT_OK
+
+
+def _target(path: str | None) -> str:
+    """The path argument, or MLflow's own MLFLOW_TRACKING_URI when it is left out."""
+    from .errors import InputError
+
+    if path is None:
+        uri = os.environ.get("MLFLOW_TRACKING_URI")
+        if not uri:
+            raise InputError(None, "diagnose needs a PATH (a log file, a run folder, an mlflow.db or "
+                                   "an MLflow server URL), or MLFLOW_TRACKING_URI set")
+        path = uri
+    if path.startswith("file:"):  # MLflow's file-store URI, file:///path/to/mlruns
+        from urllib.parse import unquote, urlsplit
+
+        path = unquote(urlsplit(path).path)
+    return path
+
+
+def run_listing(runs) -> str:
+    """The runs read, one line each: name, status, length (what a store of many runs holds)."""
+    rows = []
+    for r in runs:
+        longest = max(r.series.values(), key=len, default=None)
+        length = (f"{len(longest)} points to step {longest.steps[-1]:g}" if longest is not None and len(longest)
+                  else "no points")
+        rows.append((r.run or r.path, r.status or "-", length))
+    w0 = max(len(a) for a, _, _ in rows)
+    w1 = max(len(b) for _, b, _ in rows)
+    n = f"{len(runs)} run{'s' if len(runs) != 1 else ''}"
+    head = f"{n} (name, status, longest series):"
+    revision = next((r.meta.get("schema_revision") for r in runs if r.meta.get("schema_revision")), None)
+    if revision:
+        head = f"{n} in an MLflow SQLite store, schema revision {revision} (name, status, longest series):"
+    return "\n".join([head] + [f"  {a:<{w0}}  {b:<{w1}}  {c}" for a, b, c in rows]) + "\n"
 
 
 @contextlib.contextmanager

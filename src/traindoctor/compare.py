@@ -99,8 +99,9 @@ class Comparison:
 
 
 # -- building ---------------------------------------------------------------------------------
-def compare(paths_or_runs: Iterable, *, only=None, ignore=None) -> Comparison:
-    """Compare runs: paths (each may hold several runs), RunHistory objects or Reports."""
+def compare(paths_or_runs: Iterable, *, only=None, ignore=None, experiment: str | None = None) -> Comparison:
+    """Compare runs: paths (each may hold several runs), RunHistory objects or Reports.
+    `experiment`: the MLflow experiment to read from an mlflow.db or a tracking server."""
     from .engine import diagnose
     from .history import RunHistory
     from .readers import load_runs
@@ -112,7 +113,7 @@ def compare(paths_or_runs: Iterable, *, only=None, ignore=None) -> Comparison:
         elif isinstance(item, RunHistory):
             items.append((_label(item.path, item.run), item))
         else:
-            runs = load_runs(item)
+            runs = load_runs(item, experiment=experiment)
             for run in runs:
                 label = str(item) if len(runs) == 1 else f"{item}/{run.run}" if run.run else str(item)
                 items.append((label, run))
@@ -306,7 +307,8 @@ def _overlay(c: Comparison) -> str:
 def command(args) -> int:
     from .cli import EXIT_FINDINGS, EXIT_OK, _codes
 
-    c = compare(args.paths, only=_codes(args.only), ignore=_codes(args.ignore))
+    c = compare(args.paths, only=_codes(args.only), ignore=_codes(args.ignore),
+                experiment=getattr(args, "experiment", None))
     if args.md:
         if args.md == "-":
             sys.stdout.write(c.to_markdown())

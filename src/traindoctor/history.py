@@ -80,19 +80,23 @@ def infer_role(name: str) -> str:
     if any(t in _LR_TOKENS or _LR_GROUP_RE.fullmatch(t) for t in toks) or joined.startswith("lr_") \
             or "learning_rate" in joined:
         return "lr"
-    if "grad" in joined and "norm" in joined:
+    if ("grad" in joined and "norm" in joined) or "gnorm" in toks:  # fairseq logs `gnorm`
         return "grad_norm"
     if any(t in _TIME_TOKENS for t in toks) or joined.endswith("per_second"):
         return "time"
+    if toks[-1] in {"scale", "scaler"}:  # fp16 `loss_scale` (fairseq, apex): a factor, not a loss
+        return "other"
     split = next((_SPLIT_TOKENS[t] for t in toks if t in _SPLIT_TOKENS), None)
     if split is None:
         # Keras and many scripts: "val_loss" handled above; "vloss" / "valloss" are common too
         if joined.startswith(("vloss", "valloss", "val")):
             split = "val"
     kind = None
+    # an acronym is one word before the camelCase split cuts it: "IoU" -> io, u; "mAP50" -> m, ap50
+    words = set(toks) | {t for t in re.split(r"[^a-z0-9]+", name.lower()) if t}
     if any("loss" in t or t in {"nll", "ce", "cross_entropy", "bce", "objective"} for t in toks):
         kind = "loss"
-    elif any(t in _ACC_TOKENS or _AP_RE.fullmatch(t) for t in toks) or joined.endswith(("accuracy", "acc")):
+    elif any(t in _ACC_TOKENS or _AP_RE.fullmatch(t) for t in words) or joined.endswith(("accuracy", "acc")):
         kind = "accuracy"
     elif any(t in _ERROR_TOKENS for t in toks):
         kind = "error"
@@ -287,11 +291,16 @@ class RunHistory:
     notes: tuple[str, ...] = ()  # e.g. "events file truncated after step 4100 (crashed run?)"
     files: Mapping[str, str] = field(default_factory=dict)  # series name -> the file it was read from
     parse_stats: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # file -> lines understood
+    # What the logger says about the run itself: "RUNNING", "FINISHED", "FAILED", "KILLED" (MLflow's
+    # RunStatus), "" when the format does not record it. A crashed run is what people come with.
+    status: str = ""
+    meta: Mapping[str, Any] = field(default_factory=dict)  # run id, name, experiment, times, tags
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "series", dict(self.series))
         object.__setattr__(self, "checkpoints", tuple(self.checkpoints))
         object.__setattr__(self, "notes", tuple(self.notes))
+        object.__setattr__(self, "meta", dict(self.meta))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Iterable[float]], **kwargs) -> RunHistory:
@@ -366,6 +375,7 @@ class RunHistory:
         return replace(self, series={n: s.normalized() for n, s in self.series.items()})
 
     def source(self) -> dict:
+        extra = {k: v for k, v in (("status", self.status), ("meta", self.meta)) if v}
         out = {
             "path": self.path,
             "format": self.format,
@@ -377,6 +387,7 @@ class RunHistory:
             ],
             "checkpoints": [c.to_dict() for c in self.checkpoints],
             "notes": list(self.notes),
+            **extra,
         }
         if self.parse_stats:
             out["files"] = [{"path": self._rel(f), **dict(st)} for f, st in self.parse_stats.items()]

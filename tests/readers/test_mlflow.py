@@ -74,9 +74,10 @@ def test_every_point_params_and_run_name(client, tmp_path):
         assert s.values.tolist() == [p[1] for p in pts]
         assert s.wall_times.tolist() == [p[2] / 1000 for p in pts]  # ms -> s
     assert run["train/loss"].role == "train_loss" and run["val_acc"].role == "val_accuracy"
-    assert run.hparams["lr"] == 0.5 and run.hparams["optim/name"] == "sgd"
-    assert run.hparams["mlflow.run_name"] == "softmax-lr0.5" and run.hparams["mlflow.experiment"] == "digits"
-    assert run.hparams["mlflow.status"] == "FINISHED" and run.notes == ()
+    assert run.hparams == {"lr": 0.5, "optim/name": "sgd"}  # params only: compare lists what differs
+    assert run.meta["run_name"] == "softmax-lr0.5" and run.meta["experiment"] == "digits"
+    assert run.meta["run_id"] == rid and run.status == "FINISHED" and run.notes == ()
+    assert run.source()["status"] == "FINISHED"
     assert logged["val_loss"][-1][1] < logged["val_loss"][0][1]  # it really trained
 
 
@@ -84,9 +85,10 @@ def test_each_run_folder_is_a_run_and_failed_status_is_noted(client, tmp_path):
     exp = client.create_experiment("sweep")
     a, _ = _train_and_log(client, exp, "a", lr=0.1, epochs=2)
     b, _ = _train_and_log(client, exp, "b", lr=1.0, epochs=2, status="FAILED")
-    runs = {r.hparams["mlflow.run_name"]: r for r in td.load_runs(tmp_path / "mlruns")}
+    runs = {r.meta["run_name"]: r for r in td.load_runs(tmp_path / "mlruns")}
     assert set(runs) == {"a", "b"}
     assert runs["b"].hparams["lr"] == 1.0 and any("FAILED" in n for n in runs["b"].notes)
+    assert runs["b"].status == "FAILED" and runs["a"].status == "FINISHED"
     with pytest.raises(td.InputError, match="holds 2 runs"):
         td.load(tmp_path / "mlruns")
 

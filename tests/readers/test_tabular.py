@@ -287,6 +287,7 @@ def test_a_jittery_step_time_stays_a_step_time(tmp_path):
     "Step,Value,Wall time\n0,1.5,1700000000.5\n1,1.25,1700000001.5\n",
     "epoch,loss\n0,1.0\n1,0.9\n0,0.85\n1,0.8\n",  # two fits appended
     "iteration\tloss\n1\t0.9\n2\t0.8\n",
+    "\n\nstep,perte_é,val\n0,1.5,\n1,1.25,2\n2,1.0",  # blank lines first, not ASCII, cut short
 ])
 def test_fast_and_careful_csv_paths_agree(tmp_path, text):
     pytest.importorskip("pandas")
@@ -309,11 +310,32 @@ def test_fast_and_careful_csv_paths_agree(tmp_path, text):
                 np.testing.assert_array_equal(x, y)
 
 
-def test_fast_path_takes_a_million_rows_whole(tmp_path):
-    """Not a timing test: the fast path must actually be taken for a clean file."""
+def test_fast_path_takes_a_clean_file_whole(tmp_path):
+    """Not a timing test: the fast path must actually be taken for a clean file, whether pandas
+    reads the file itself (ASCII) or the decoded text (not byte for byte the file)."""
     pytest.importorskip("pandas")
     from traindoctor.readers._tabular_util import _fast_rows
 
-    body = "".join(f"{i},{i * 0.5},\n" if i % 3 else f"{i},{i * 0.5},1.0\n" for i in range(3000))
-    arr, cut = _fast_rows(body, 3, ",")
-    assert arr.shape == (3000, 3) and cut == 0 and np.isnan(arr[1, 2]) and arr[3, 2] == 1.0
+    for header in ("step,loss,val_loss", "step,perte,val_perte_é"):
+        body = "".join(f"{i},{i * 0.5},\n" if i % 3 else f"{i},{i * 0.5},1.0\n" for i in range(3000))
+        f = tmp_path / "m.csv"
+        f.write_text(header + "\n" + body, encoding="utf-8")
+        text = f.read_text(encoding="utf-8")
+        arr, cut = _fast_rows(f, text, len(header) + 1, 1, 3, ",")
+        assert arr.shape == (3000, 3) and cut == 0 and np.isnan(arr[1, 2]) and arr[3, 2] == 1.0
+
+
+def test_json_lines_read_alike_with_and_without_orjson(monkeypatch):
+    """orjson (traindoctor[fast]) refuses what Python's json accepts (NaN, huge ints): the
+    standard parser then decides, so the rows are the same either way."""
+    from traindoctor.readers import _tabular_util as tu
+
+    text = "\n".join(['{"step": 1, "loss": NaN}', '{"step": 2, "loss": 1e400}', '{"step": 3, "loss": 0.5}',
+                      '{"step": ' + "9" * 30 + ', "loss": 2}', "[1]", '{"step": 5, "loss": "0.25"}', '{"step": 6'])
+    got = []
+    for orjson_loads in (tu._orjson_loads, None):
+        monkeypatch.setattr(tu, "_orjson_loads", orjson_loads)
+        table = tu.Table()
+        lines, rows = tu.json_rows(text, table)
+        got.append((lines, json.dumps(rows), table.bad_rows, table.first_bad_line))
+    assert got[0] == got[1] and got[0][0] == [1, 2, 3, 4, 6] and got[0][2:] == (2, 5)

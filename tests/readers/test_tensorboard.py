@@ -301,3 +301,40 @@ def test_fast_and_general_layouts_mix_in_file_order(tmp_path):
     assert run["loss"].values.tolist() == [3.0, 2.5, 2.0, 1.5]
     assert run["loss"].wall_times.tolist() == [5.0, 6.0, 7.0, 2.0]
     assert run["acc"].values.tolist() == [0.5]
+
+
+@pytest.mark.parametrize("block", [1, 3, 64])
+def test_reading_in_blocks_of_records_changes_nothing(tmp_path, monkeypatch, block):
+    """The fast path works a block of records at a time (bounded memory on a million scalars);
+    blocks far smaller than the file, mixed with general-layout records and a flipped byte in a
+    late block, give exactly what one block gives."""
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+
+    from traindoctor.readers import tensorboard as tb
+
+    rng = np.random.default_rng(3)
+    steps = np.arange(0, 400, 2)
+    _write_scalars(tmp_path / "run", {"loss": rng.random(steps.size), "acc": rng.random(steps.size)}, steps)
+    w = _tf2_writer(tmp_path / "run")
+    meta = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+    for step in (401, 403):
+        w.add_event(event_pb2.Event(wall_time=1e9 + step, step=step, summary=summary_pb2.Summary(
+            value=[summary_pb2.Summary.Value(tag="loss", simple_value=0.25, metadata=meta)])))
+    w.close()
+    whole = _load(tmp_path / "run")
+    monkeypatch.setattr(tb, "_CHUNK", block)
+    parts = _load(tmp_path / "run")
+    assert list(parts.series) == list(whole.series) and len(parts["loss"]) == steps.size + 2
+    for name in whole.series:
+        for attr in ("steps", "values", "wall_times"):
+            np.testing.assert_array_equal(getattr(parts[name], attr), getattr(whole[name], attr))
+    f = _events(tmp_path / "run")[0]
+    data = bytearray(f.read_bytes())
+    data[_last_record_start(bytes(data)) + 14] ^= 0xFF  # the last record's data: its CRC fails
+    f.write_bytes(bytes(data))
+    monkeypatch.setattr(tb, "_CHUNK", 1 << 16)
+    one = _load(tmp_path / "run")
+    monkeypatch.setattr(tb, "_CHUNK", block)
+    blocks = _load(tmp_path / "run")
+    assert blocks.notes == one.notes and any("CRC" in n for n in one.notes)
+    assert {n: len(s) for n, s in blocks.series.items()} == {n: len(s) for n, s in one.series.items()}

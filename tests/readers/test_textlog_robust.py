@@ -109,3 +109,20 @@ def test_show_series_names_the_file_and_the_lines_not_understood(tmp_path):
     src = json.loads(proc.stdout)
     src = src[0]["source"] if isinstance(src, list) else src["source"]
     assert {m["file"] for m in src["metrics"]} == {"train.log"} and src["files"][0]["understood"] == 8
+
+
+def test_a_log_cut_mid_line_says_where_it_stops(tmp_path):
+    f = tmp_path / "train.log"
+    f.write_text("".join(f"step={s} loss={1 / s:.4f} lr=0.1\n" for s in range(1, 40)) + "step=40 lo", encoding="utf-8")
+    part = tl.read(f)
+    assert len(part.series["loss"]) == 39
+    assert any("ends mid-line (cut off mid-write?): line 40, 'step=40 lo'" in n for n in part.notes)
+    h = tmp_path / "fine.log"
+    h.write_text("step=1 loss=0.5\nstep=2 loss=0.4", encoding="utf-8")  # no final newline, last line read
+    assert not any("mid-line" in n for n in tl.read(h).notes)
+
+
+def test_fairseq_gnorm_is_a_grad_norm():
+    from traindoctor.history import infer_role
+
+    assert infer_role("gnorm") == "grad_norm" and infer_role("loss_scale") == "other"

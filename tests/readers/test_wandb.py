@@ -3,6 +3,7 @@ network) and read back natively; the summary-only case uses the files/ layout on
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -108,9 +109,13 @@ def test_truncated_wandb_file_keeps_what_precedes_the_damage(offline_run, tmp_pa
     assert run["train/loss"].values.tolist() == [p[1] for p in logged["train/loss"]][:n]
     assert any("truncated" in note for note in run.notes)
     assert any("no exit record" in note for note in run.notes)
-    # a flipped byte: the checksum stops the read there instead of decoding garbage
+    # a flipped byte: the checksum stops the read there instead of decoding garbage. The byte is
+    # one inside a history record (a "train/loss" key near the middle): a byte of a block's zero
+    # padding is not covered by any checksum, and where the padding falls depends on what else
+    # wandb's service wrote (system metrics under load), which made the plain middle byte flaky.
+    keys = [m.start() for m in re.finditer(rb"train/loss", data)]
     bad = bytearray(data)
-    bad[len(bad) // 2] ^= 0xFF
+    bad[min(keys, key=lambda i: abs(i - len(data) // 2)) + 2] ^= 0xFF
     f.write_bytes(bytes(bad))
     run = td.load(d)
     assert any("checksum mismatch" in note for note in run.notes)

@@ -25,7 +25,7 @@ from typing import Any
 from ..errors import InputError
 from ..history import Checkpoint, RunHistory, Series
 
-__all__ = ["load", "load_runs", "Part", "READERS", "find_checkpoints"]
+__all__ = ["load", "load_runs", "Part", "READERS", "find_checkpoints", "run_matches"]
 
 # Order matters: most specific first.
 READERS = (
@@ -61,6 +61,11 @@ class Part:
     stats: dict[str, Any] = field(default_factory=dict)  # how much of the file was understood (text logs)
     # checkpoints the log itself names (HF's best_model_checkpoint), beside those found on disk
     checkpoints: list[Checkpoint] = field(default_factory=list)
+    # Readers of run databases (MLflow's mlflow.db) know more than a folder name can say:
+    run: str | None = None  # the run's name ("experiment/run name"), instead of its folder
+    status: str = ""  # RunHistory.status: RUNNING, FINISHED, FAILED, KILLED
+    meta: dict[str, Any] = field(default_factory=dict)  # RunHistory.meta
+    search_disk: bool = True  # False: run_dir is not a folder on disk (a run inside mlflow.db)
 
 
 def _reader(name: str):
@@ -76,18 +81,25 @@ def walk_files(root: Path) -> list[Path]:
     return out
 
 
-def load_runs(path, *, format: str | None = None, progress=None) -> list[RunHistory]:
+def load_runs(path, *, format: str | None = None, progress=None, experiment: str | None = None,
+              run: str | None = None) -> list[RunHistory]:
     """Read every run under `path` (a file or a folder searched recursively).
 
     `progress(done, total, unit)` is called before each file or folder is read (the CLI draws a
     progress bar with it); all units are discovered first so that `total` is known.
+    An MLflow tracking server (http://host:5000), a `sqlite:///mlflow.db` URI or an mlflow.db file
+    is read run by run: `experiment` and `run` (an id, a name) pick runs before any is read.
     """
+    from . import mlflow_store
+
+    if mlflow_store.is_target(path):
+        return mlflow_store.load_runs(path, experiment=experiment, run=run, progress=progress)
     root = Path(path).expanduser()
     if not root.exists():
         raise InputError(root, "no such file or folder; expected a training-log file or a run folder")
     if root.is_dir() and not any(root.iterdir()):
         raise InputError(root, "the folder is empty; expected training logs (TensorBoard events, "
-                               "metrics.csv, trainer_state.json, mlruns/, a .log/.txt/.csv/.jsonl file)")
+                               "metrics.csv, trainer_state.json, mlruns/, mlflow.db, a .log/.txt/.csv/.jsonl file)")
     names = READERS if format is None else (format,)
     if format is not None and format not in READERS:
         raise InputError(None, f"unknown format {format!r}; formats are: {', '.join(READERS)}")
@@ -108,14 +120,16 @@ def load_runs(path, *, format: str | None = None, progress=None) -> list[RunHist
         if progress is not None:
             progress(i, len(todo), unit)
         try:
-            part = mod.read(unit)
+            got = mod.read(unit)
         except InputError as exc:
             errors.append(exc)
             continue
-        if part is not None and part.series:
-            if not part.source:
-                part.source = str(unit)
-            parts.append(cumulative_time(part))
+        # a unit may hold several runs (one Part each): an mlflow.db found in a folder
+        for part in got if isinstance(got, list) else [got]:
+            if part is not None and part.series:
+                if not part.source:
+                    part.source = str(unit)
+                parts.append(cumulative_time(part))
     if progress is not None:
         progress(len(todo), len(todo), None)
     if not parts:
@@ -123,21 +137,28 @@ def load_runs(path, *, format: str | None = None, progress=None) -> list[RunHist
             raise errors[0]
         what = "file" if root.is_file() else "folder"
         raise InputError(root, f"no training metrics found in this {what}; expected TensorBoard "
-                               "events, Lightning metrics.csv, HF trainer_state.json, MLflow mlruns/, "
+                               "events, Lightning metrics.csv, HF trainer_state.json, MLflow mlruns/ or mlflow.db, "
                                "W&B run folders, CSV/JSONL with a step or epoch column, or a text log "
                                "with loss values")
     runs = _group(parts, root)
+    if experiment is not None:  # MLflow runs found in a folder (mlruns/, mlflow.db)
+        found = sorted({str(r.meta.get("experiment")) for r in runs if r.meta.get("experiment")})
+        runs = [r for r in runs if experiment in (r.meta.get("experiment"), r.meta.get("experiment_id"))]
+        if not runs:
+            raise InputError(root, f"no MLflow experiment named {experiment!r} here; experiments: "
+                                   f"{', '.join(map(repr, found)) or 'none'}")
     notes_from_errors = [str(e) for e in errors]
     if notes_from_errors:
         runs = [_add_notes(r, notes_from_errors) for r in runs]
     return runs
 
 
-def load(path, *, format: str | None = None, run: str | None = None) -> RunHistory:
-    """Read one run. A folder holding several runs needs `run=` (one of the names listed)."""
-    runs = load_runs(path, format=format)
+def load(path, *, format: str | None = None, run: str | None = None, experiment: str | None = None) -> RunHistory:
+    """Read one run. A folder holding several runs needs `run=` (one of the names listed);
+    an MLflow tracking server needs `experiment=` unless `run=` is a run id."""
+    runs = load_runs(path, format=format, run=run, experiment=experiment)
     if run is not None:
-        match = [r for r in runs if r.run == run]
+        match = [r for r in runs if run_matches(r, run)]
         if not match:
             raise InputError(path, f"no run named {run!r}; runs found: {', '.join(r.run for r in runs)}")
         return match[0]
@@ -149,6 +170,14 @@ def load(path, *, format: str | None = None, run: str | None = None) -> RunHisto
             "or use `traindoctor compare` / load_runs() to read them all",
         )
     return runs[0]
+
+
+def run_matches(run: RunHistory, wanted: str) -> bool:
+    """`--run` names a run by its label, or (MLflow) by its id, the id's first 8+ characters,
+    or its name."""
+    meta = run.meta or {}
+    rid = str(meta.get("run_id", ""))
+    return wanted in (run.run, rid, meta.get("run_name")) or (len(wanted) >= 8 and rid.startswith(wanted))
 
 
 # tokens of a rate's name (it/s, samples_per_second): a rate that only grows is a warm-up, not a clock
@@ -227,6 +256,10 @@ def _group(parts: list[Part], root: Path) -> list[RunHistory]:
         merged: set[str] = set()
         files: dict[str, str] = {}
         stats: dict[str, dict] = {}
+        label = next((p.run for p in group if p.run), None)
+        status = next((p.status for p in group if p.status), "")
+        meta: dict[str, Any] = {}
+        search_disk = all(p.search_disk for p in group)
         for p in group:
             if p.stats:
                 stats[p.source] = p.stats
@@ -242,6 +275,7 @@ def _group(parts: list[Part], root: Path) -> list[RunHistory]:
             hparams.update(p.hparams)
             notes.extend(p.notes)
             named.extend(p.checkpoints)
+            meta.update(p.meta)
             if p.format not in formats:
                 formats.append(p.format)
         try:
@@ -254,12 +288,14 @@ def _group(parts: list[Part], root: Path) -> list[RunHistory]:
                 series,
                 path=str(run_dir),
                 format="+".join(formats),
-                run="" if rel == "." else rel,
+                run=label or ("" if rel == "." else rel),
                 hparams=hparams,
-                checkpoints=tuple(merge_checkpoints(find_checkpoints(run_dir), named)),
+                checkpoints=tuple(merge_checkpoints(find_checkpoints(run_dir) if search_disk else [], named)),
                 notes=tuple(notes),
                 files=files,
                 parse_stats=stats,
+                status=status,
+                meta=meta,
             )
         )
     return runs

@@ -12,8 +12,10 @@ import csv
 import io
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -80,14 +82,19 @@ def read_text(path: Path) -> tuple[str, list[str]]:
 
 @dataclass
 class Table:
-    """Points gathered per column while reading rows, turned into Series at the end."""
+    """Points gathered per column while reading rows, turned into Series at the end.
+
+    Either a point at a time (`add`, for the careful row-by-row paths) or a column of a group of
+    rows at a time (`add_chunk`, with each point's row number so that the points of a name keep
+    the order of the rows they came from).
+    """
 
     steps: dict[str, list[float]] = field(default_factory=dict)
     values: dict[str, list[float]] = field(default_factory=dict)
     epochs: dict[str, list[float]] = field(default_factory=dict)
     walls: dict[str, list[float]] = field(default_factory=dict)
-    # whole columns at once (the fast CSV path): name -> (steps, values, epochs, walls)
-    arrays: dict[str, tuple] = field(default_factory=dict)
+    # name -> [(row numbers, steps, values, epochs or None, walls or None), ...]
+    chunks: dict[str, list[tuple]] = field(default_factory=dict)
     bad_rows: int = 0
     first_bad_line: int | None = None
     good_rows: int = 0
@@ -99,6 +106,10 @@ class Table:
         self.epochs.setdefault(name, []).append(math.nan if epoch is None else epoch)
         self.walls.setdefault(name, []).append(math.nan if wall is None else wall)
 
+    def add_chunk(self, name: str, order, steps, values, epochs=None, walls=None) -> None:
+        if len(values):
+            self.chunks.setdefault(name, []).append((order, steps, values, epochs, walls))
+
     def bad(self, line: int) -> None:
         self.bad_rows += 1
         if self.first_bad_line is None or line < self.first_bad_line:
@@ -106,8 +117,22 @@ class Table:
 
     def series(self) -> dict[str, Series]:
         out = {}
-        for name, (steps, vals, epochs, walls) in self.arrays.items():
-            out[name] = Series(name, steps, vals, epochs, walls)
+        first = {name: min(int(np.min(c[0])) for c in parts) for name, parts in self.chunks.items()}
+        for name in sorted(self.chunks, key=first.__getitem__):  # in the order names first appear
+            parts = self.chunks[name]
+            if len(parts) == 1:
+                order, st, va, ep, wa = parts[0]
+                o = None if np.all(np.diff(order) > 0) else np.argsort(order, kind="stable")
+            else:
+                order = np.concatenate([c[0] for c in parts])
+                st, va = np.concatenate([c[1] for c in parts]), np.concatenate([c[2] for c in parts])
+                ep, wa = (None if all(c[j] is None for c in parts) else np.concatenate(
+                    [np.full(len(c[2]), np.nan) if c[j] is None else c[j] for c in parts]) for j in (3, 4))
+                o = np.argsort(order, kind="stable")
+            if o is not None:
+                st, va = st[o], va[o]
+                ep, wa = (None if a is None else a[o] for a in (ep, wa))
+            out[name] = Series(name, st, va, ep, wa)
         for name, vals in self.values.items():
             out[name] = Series(name, np.array(self.steps[name]), np.array(vals),
                                np.array(self.epochs[name]), np.array(self.walls[name]))
@@ -115,7 +140,7 @@ class Table:
 
     @property
     def empty(self) -> bool:
-        return not (self.values or self.arrays)
+        return not (self.values or self.chunks)
 
     def notes(self, path: Path) -> list[str]:
         out = []
@@ -147,14 +172,17 @@ def loads(text: str):
     return json.loads(text)
 
 
-def json_rows(text: str, table: Table, chunk: int = 4096):
-    """(line number, dict) for each line of a JSON-lines text; damaged lines are counted in
-    `table` and skipped. A line over 1 MiB is not parsed (a 100,000-digit number, pasted data).
+def json_rows(text: str, table: Table, chunk: int = 4096) -> tuple[list[int], list[dict]]:
+    """The line numbers and objects of a JSON-lines text; damaged lines (and lines that are not
+    objects) are counted in `table` and skipped. A line over 1 MiB is not parsed (a 100,000-digit
+    number, pasted data).
 
-    Lines are parsed a chunk at a time by one call to the C parser (as a JSON array), which is
-    several times faster than a call per line; a chunk that fails is parsed line by line.
+    Lines are parsed a chunk at a time by one call to the C parser (as a JSON array), several
+    times faster than a call per line; a chunk that fails is parsed line by line.
     """
     lines = text.splitlines()
+    out_lines: list[int] = []
+    out_rows: list[dict] = []
     for start in range(0, len(lines), chunk):
         keep = [i for i in range(start, min(start + chunk, len(lines))) if lines[i].strip()]
         rows = None
@@ -166,10 +194,12 @@ def json_rows(text: str, table: Table, chunk: int = 4096):
         if rows is None or len(rows) != len(keep):
             rows = [_json_line(lines[i]) for i in keep]
         for i, obj in zip(keep, rows):
-            if isinstance(obj, dict):
-                yield i + 1, obj
+            if type(obj) is dict:
+                out_lines.append(i + 1)
+                out_rows.append(obj)
             else:
                 table.bad(i + 1)
+    return out_lines, out_rows
 
 
 def _json_line(line: str):
@@ -179,6 +209,44 @@ def _json_line(line: str):
         return json.loads(line)
     except (ValueError, RecursionError):  # ValueError: bad JSON, or an int over 4300 digits
         return None
+
+
+def group_rows(rows: list[dict]) -> list[tuple[tuple, np.ndarray]]:
+    """Row numbers grouped by the rows' keys, groups in order of first appearance. A log has few
+    row shapes (training rows, evaluation rows, a summary), so each is read a column at a time."""
+    shapes: dict[tuple, list[int]] = {}
+    for i, row in enumerate(rows):
+        shapes.setdefault(tuple(row), []).append(i)
+    return [(keys, np.asarray(idx)) for keys, idx in shapes.items()]
+
+
+def column(rows: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
+    """rows[i][key] as floats and where it was logged: a JSON number (not a bool), NaN included
+    (a diverged loss), or a string holding one ("0.5"); missing keys, text, lists: not logged."""
+    try:  # rows of one shape all hold the key
+        vals = list(map(itemgetter(key), rows))
+    except KeyError:
+        vals = [r.get(key) for r in rows]
+    if set(map(type, vals)) <= {int, float}:
+        try:
+            arr = np.array(vals, dtype=np.float64)
+            return arr, np.ones(arr.size, dtype=bool)
+        except OverflowError:  # an integer past the float range: damage, read value by value
+            pass
+    out = np.full(len(vals), np.nan)
+    ok = np.zeros(len(vals), dtype=bool)
+    for i, v in enumerate(vals):
+        t = type(v)
+        if t is float or t is int:
+            try:
+                out[i], ok[i] = float(v), True
+            except OverflowError:
+                continue
+        elif t is str:
+            c = parse_cell(v)
+            if c is not None and c is not BAD:
+                out[i], ok[i] = c, True
+    return out, ok
 
 
 def number(v) -> float | None:
@@ -335,14 +403,16 @@ def read_csv_table(path: Path, text: str, *, rename=None, expected: str, fast: b
     names = rename(header) if rename else list(header)
     axis = {i for i in (step_i, epoch_i, wall_i) if i is not None}
     metric_cols = [i for i, n in enumerate(names) if n and i not in axis]
-    body = "" if end < 0 else text[end + 1:]
+    start = len(text) if end < 0 else end + 1  # the first data row
     cols = (step_i, epoch_i, wall_i, metric_cols, names)
 
-    got = _fast_rows(body, len(header), delim) if fast and len({names[i] for i in metric_cols}) == len(metric_cols) else None
+    got = None
+    if fast and len({names[i] for i in metric_cols}) == len(metric_cols):
+        got = _fast_rows(path, text, start, first + 1, len(header), delim)
     if got is not None:
         table, text_cols = _table_from_array(*got, first + 2, cols), set()
     else:
-        table, text_cols = _table_from_rows(body, header, delim, first + 1, cols)
+        table, text_cols = _table_from_rows(text[start:], header, delim, first + 1, cols)
     info = {"step": header[step_i] if step_i is not None else None,
             "epoch": header[epoch_i] if epoch_i is not None else None,
             "ignored_text_columns": [header[i] for i in sorted(text_cols)]}
@@ -359,36 +429,44 @@ def read_csv_table(path: Path, text: str, *, rename=None, expected: str, fast: b
 _FAST_UNSAFE = ('"', "#", "<", "nan", "NaN", "NAN", "Nan", "\n\n", "\n\r\n")
 
 
-def _fast_rows(body: str, ncols: int, delim: str) -> tuple[np.ndarray, int] | None:
-    """Every data row as floats (NaN = empty cell), or None when the careful path must read it.
+def _fast_rows(path: Path, text: str, start: int, skip: int, ncols: int, delim: str) -> tuple[np.ndarray, int] | None:
+    """Every data row (text[start:], after `skip` lines) as floats (NaN = empty cell), or None
+    when the careful path must read it.
 
-    Returns (array of shape rows x columns, 1 if a cut-short last row was dropped else 0).
+    Returns (array of shape rows x columns, 1 if a cut-short last row was dropped else 0). When
+    the text is the file byte for byte (ASCII, no NULs removed) pandas reads the file itself,
+    so no copy of the text is made.
     """
     try:
         import pandas as pd
     except ImportError:
         return None
-    body = body.rstrip()
-    if not body or ncols < 2 or any(u in body for u in _FAST_UNSAFE):
+    stop = len(text)
+    while stop > start and text[stop - 1] in " \t\r\n":
+        stop -= 1
+    if stop <= start or ncols < 2 or any(u in text for u in _FAST_UNSAFE):
         return None
     cut = 0
-    nlines = body.count("\n") + 1
-    if body.count(delim) != (ncols - 1) * nlines:
-        last = body.rfind("\n")
-        if last < 0 or body.count(delim, last) == ncols - 1:
+    nlines = text.count("\n", start, stop) + 1
+    if text.count(delim, start, stop) != (ncols - 1) * nlines:
+        last = text.rfind("\n", start, stop)
+        if last < 0 or text.count(delim, last, stop) == ncols - 1:
             return None
-        body, cut, nlines = body[:last].rstrip(), 1, nlines - 1  # a last row cut short by a crash
-        if body.count(delim) != (ncols - 1) * nlines:
+        cut, nlines, stop = 1, nlines - 1, last  # a last row cut short by a crash
+        if text.count(delim, start, stop) != (ncols - 1) * nlines:
             return None  # ragged rows elsewhere: read them one by one
-    data = body.encode("utf-8")  # pandas copies a StringIO into 4-byte chars: bytes are 4x smaller
-    del body
     try:
-        df = pd.read_csv(io.BytesIO(data), sep=delim, header=None, names=list(range(ncols)), index_col=False,
-                         dtype=np.float64, engine="c", skip_blank_lines=False, on_bad_lines="error",
-                         float_precision="round_trip")
-    except (ValueError, OverflowError, TypeError, MemoryError):
+        same = os.path.getsize(path) == len(text) and text.isascii()
+    except OSError:
+        same = False
+    # bytes, not a StringIO: pandas would copy one into 4-byte characters
+    source = str(path) if same else io.BytesIO(text[start:stop].encode("utf-8"))
+    try:
+        df = pd.read_csv(source, sep=delim, header=None, names=list(range(ncols)), index_col=False,
+                         skiprows=skip if same else 0, nrows=nlines, dtype=np.float64, engine="c",
+                         skip_blank_lines=False, on_bad_lines="error", float_precision="round_trip")
+    except (ValueError, OverflowError, TypeError, MemoryError, OSError):
         return None  # a text cell: the careful path says which rows
-    del data
     arr = df.to_numpy(dtype=np.float64)
     if arr.shape != (nlines, ncols):
         return None
@@ -402,12 +480,12 @@ def _table_from_array(arr: np.ndarray, cut: int, line0: int, cols) -> Table:
     n = arr.shape[0]
     nan = np.full(n, np.nan)
     epoch = arr[:, epoch_i] if epoch_i is not None else nan
-    wall = arr[:, wall_i] if wall_i is not None else nan
+    wall = arr[:, wall_i] if wall_i is not None else None
     logged = ~np.isnan(arr[:, metric_cols]) if metric_cols else np.zeros((n, 0), dtype=bool)
     any_logged = logged.any(axis=1)
     if step_i is not None:
         x = arr[:, step_i]
-        bad = np.isnan(x) & (any_logged | ~np.isnan(epoch) | ~np.isnan(wall))
+        bad = np.isnan(x) & (any_logged | ~np.isnan(epoch) | (False if wall is None else ~np.isnan(wall)))
     else:
         bad = np.zeros(n, dtype=bool)
         x = np.arange(n, dtype=np.float64)
@@ -417,7 +495,7 @@ def _table_from_array(arr: np.ndarray, cut: int, line0: int, cols) -> Table:
     for k, i in enumerate(metric_cols):
         m = logged[:, k] & ~bad
         if m.any():
-            table.arrays[names[i]] = (x[m], arr[m, i], epoch[m], wall[m])
+            table.add_chunk(names[i], np.flatnonzero(m), x[m], arr[m, i], epoch[m], None if wall is None else wall[m])
     table.good_rows = int((any_logged & ~bad).sum())
     nbad = int(bad.sum())
     if nbad:

@@ -39,6 +39,7 @@ _CLS[128:] = 5  # UTF-8 bytes of non-ASCII letters
 _CLS[ord("\n")] = 6
 _NUMCH = (_CLS >= 1) & (_CLS <= 4)
 _POW10 = 10.0 ** np.arange(23)
+MIN_GROUP = 8  # lines of one template in a chunk before it is worth a numpy pass
 _MAX_TOKEN = 24  # longer number tokens are not a metric anybody logs; they read as invalid
 
 
@@ -123,6 +124,10 @@ def _scan_chunk(data, pos, end, line0, accept, specs, slow, parts) -> int:
     bounds = np.searchsorted(tid[order], np.arange(len(keys) + 1))
     for i, key in enumerate(keys):
         idx = order[bounds[i]:bounds[i + 1]]
+        if key not in specs and idx.size < MIN_GROUP:
+            # a rare shape costs more in numpy calls than it saves: read it line by line
+            slow.extend((line0 + r, a[line_start[r]:nl[r]].tobytes()) for r in idx.tolist())
+            continue
         if key not in specs:
             r = idx[0]
             s, e = line_start[r], nl[r]

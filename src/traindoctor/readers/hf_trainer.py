@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import InputError
 from ..history import Checkpoint, Series
 from . import Part, walk_files
-from ._tabular_util import loads
+from ._tabular_util import Table, column, group_rows, loads
 
 FORMAT = "hf_trainer"
 
@@ -156,72 +156,36 @@ def _is_summary(row: dict) -> bool:
     return "train_runtime" in row or ("train_loss" in row and "loss" not in row and "total_flos" in row)
 
 
-_NUM = (int, float)  # exact types: a bool is not a metric value
-
-
-def _column(rows: list[dict], key: str) -> np.ndarray:
-    """rows[i][key] as floats, NaN where it is missing or not a number."""
-    vals = [r.get(key) for r in rows]
-    if set(map(type, vals)) <= {int, float}:
-        return np.array(vals, dtype=np.float64)
-    return np.array([v if type(v) in _NUM else np.nan for v in vals], dtype=np.float64)
-
-
 def _from_state(path: Path, state: dict) -> tuple[dict[str, Series], dict, list[str]]:
     """One Series per logged key. Rows are grouped by their keys (a few shapes: training rows,
     evaluation rows, the summary) and each group is read a column at a time; the points of a key
     keep the order of the rows they came from."""
     hist = state["log_history"]
     hparams: dict = {f"trainer_state.{k}": state[k] for k in _STATE_KEYS if k in state}
-    shapes: dict[tuple, list[int]] = {}
-    skipped = 0
-    for i, row in enumerate(hist):
-        if type(row) is dict:
-            shapes.setdefault(tuple(row), []).append(i)
-        else:
-            skipped += 1
-    chunks: dict[str, list[tuple]] = {}
-    for shape, idx in shapes.items():
-        rows = [hist[i] for i in idx]
-        if _is_summary(rows[0]):
-            for row in rows:
+    rows = [r for r in hist if type(r) is dict]
+    skipped = len(hist) - len(rows)
+    table = Table()
+    for keys, idx in group_rows(rows):
+        sub = [rows[i] for i in idx]
+        if _is_summary(sub[0]):
+            for row in sub:
                 hparams.update({f"trainer_state.{k}": v for k, v in row.items() if k not in _AXIS})
             continue
-        steps = _column(rows, "step")
-        ok = np.isfinite(steps)
+        steps, ok = column(sub, "step")
+        ok &= np.isfinite(steps)
         skipped += int((~ok).sum())
-        if not ok.any():
-            continue
-        order = np.asarray(idx)[ok]
-        epochs = _column(rows, "epoch")[ok]
-        for k in shape:
+        epochs = np.full(len(sub), np.nan)
+        if "epoch" in keys:
+            ep, has_ep = column(sub, "epoch")
+            epochs = np.where(has_ep, ep, np.nan)
+        for k in keys:
             if k in _AXIS:
                 continue
-            vals = _column(rows, k)[ok]
-            nan = np.isnan(vals)
-            if nan.any():  # missing, text, or a NaN the run logged (a value: the loss diverged)
-                has = ~nan | _is_nan_value(rows, k, ok)
-                if has.any():
-                    chunks.setdefault(k, []).append((order[has], steps[ok][has], vals[has], epochs[has]))
-            else:
-                chunks.setdefault(k, []).append((order, steps[ok], vals, epochs))
-    series = {}
-    first_row = {k: min(int(p[0][0]) for p in parts) for k, parts in chunks.items()}
-    for k in sorted(chunks, key=first_row.__getitem__):  # the order the keys first appear in
-        parts = chunks[k]
-        order, st, va, ep = (np.concatenate([p[j] for p in parts]) for j in range(4))
-        o = np.argsort(order, kind="stable")
-        series[k] = Series(k, st[o], va[o], ep[o])
+            vals, has = column(sub, k)
+            has &= ok
+            table.add_chunk(k, idx[has], steps[has], vals[has], epochs[has])
     notes = [f"{path.name}: skipped {skipped} log_history entries without a step"] if skipped else []
-    return series, hparams, notes
-
-
-def _is_nan_value(rows: list[dict], key: str, ok: np.ndarray) -> np.ndarray:
-    """Where a row logged NaN itself (a diverged loss: a value, unlike a missing key or a string).
-
-    json.loads reads the bare `NaN` Python's json.dumps writes as float('nan')."""
-    vals = [r.get(key) for r in rows]
-    return np.array([type(v) is float and v != v for v in vals], dtype=bool)[ok]
+    return table.series(), hparams, notes
 
 
 def _results(out_dir: Path) -> dict:

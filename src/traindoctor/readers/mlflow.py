@@ -1,4 +1,5 @@
-"""MLflow file store: `mlruns/<experiment_id>/<run_id>/`.
+"""MLflow's stores found on disk: the file store `mlruns/<experiment_id>/<run_id>/`, and the
+SQLite store `mlflow.db` (MLflow 3's default; one unit holding every run, read by mlflow_store).
 
 Layout (mlflow/store/tracking/file_store.py): `meta.yaml` (run_name, status, start/end times),
 `metrics/<name>` with one "timestamp value step" line per logged point (timestamp in ms; very
@@ -16,19 +17,37 @@ import numpy as np
 
 from ..history import Series
 from . import Part, _flat_yaml, walk_files
+from .mlflow_common import STATUS_NAMES as _STATUS
+from .mlflow_common import MlflowRun, run_meta, status_notes
 
 FORMAT = "mlflow"
-
-# RunStatus in mlflow/protos/service.proto
-_STATUS = {1: "RUNNING", 2: "SCHEDULED", 3: "FINISHED", 4: "FAILED", 5: "KILLED"}
+_DB_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 
 
 def _is_run_dir(d: Path) -> bool:
     return (d / "meta.yaml").is_file() and any((d / sub).is_dir() for sub in ("metrics", "params", "tags"))
 
 
+def _is_sqlite_store(f: Path) -> bool:
+    from .mlflow_sqlite import is_store, looks_like_sqlite
+
+    if f.suffix.lower() not in _DB_SUFFIXES:
+        return False
+    # a hot journal (a writer died mid-write) stops a read-only open: claim it, so that reading
+    # it reports how to recover instead of the folder looking empty
+    return is_store(f) or (looks_like_sqlite(f) and Path(f"{f}-journal").exists())
+
+
 def discover(root: Path, files: list[Path] | None = None) -> list[Path]:
     root = Path(root)
+    if root.is_file() and _is_sqlite_store(root):
+        return [root]
+    stores = [f for f in (files if files is not None else walk_files(root) if root.is_dir() else [])
+              if f.suffix.lower() in _DB_SUFFIXES and _is_sqlite_store(f)]
+    return stores + _file_store_runs(root)
+
+
+def _file_store_runs(root: Path) -> list[Path]:
     if root.is_file():
         # a single metric file: mlruns/<exp>/<run>/metrics/<name...>
         for parent in root.parents:
@@ -48,7 +67,11 @@ def discover(root: Path, files: list[Path] | None = None) -> list[Path]:
     return runs
 
 
-def read(unit: Path) -> Part:
+def read(unit: Path) -> Part | list[Part]:
+    if Path(unit).is_file():  # an mlflow.db: one Part per run
+        from .mlflow_store import store_parts
+
+        return store_parts(Path(unit))
     run_dir = Path(unit)
     meta = _meta(run_dir / "meta.yaml")
     notes: list[str] = []
@@ -68,23 +91,22 @@ def read(unit: Path) -> Part:
     if params_dir.is_dir():
         for f in walk_files(params_dir):
             hparams[f.relative_to(params_dir).as_posix()] = _cast(_read_small(f))
-    run_name = meta.get("run_name") or _read_small(run_dir / "tags" / "mlflow.runName")
-    if run_name:
-        hparams["mlflow.run_name"] = str(run_name)
-    hparams["mlflow.run_id"] = meta.get("run_id", run_dir.name)
-    exp = _meta(run_dir.parent / "meta.yaml").get("name")
-    if exp:
-        hparams["mlflow.experiment"] = exp
-    status = _STATUS.get(meta.get("status"))
-    if status:
-        hparams["mlflow.status"] = status
-        if status in ("FAILED", "KILLED"):
-            notes.append(f"MLflow marks this run {status}: its metrics stop where it died")
-        elif status == "RUNNING" and meta.get("end_time") in (None, "", "null"):
-            notes.append("MLflow still marks this run RUNNING (in progress, or crashed without ending the run)")
-    if meta.get("lifecycle_stage") == "deleted":
-        notes.append("MLflow marks this run deleted")
-    return Part(series, run_dir, FORMAT, hparams=hparams, notes=notes)
+    tags_dir = run_dir / "tags"
+    tags = {f.relative_to(tags_dir).as_posix(): _read_small(f) for f in walk_files(tags_dir)} if tags_dir.is_dir() else {}
+    run = MlflowRun(
+        run_id=str(meta.get("run_id") or run_dir.name),
+        name=str(meta.get("run_name") or tags.get("mlflow.runName") or ""),
+        experiment_id=str(meta.get("experiment_id", run_dir.parent.name)),
+        experiment=str(_meta(run_dir.parent / "meta.yaml").get("name") or ""),
+        status=_STATUS.get(meta.get("status"), ""),
+        start_time=_ms(meta.get("start_time")), end_time=_ms(meta.get("end_time")),
+        lifecycle_stage=str(meta.get("lifecycle_stage") or "active"), tags=tags)
+    return Part(series, run_dir, FORMAT, hparams=hparams, notes=status_notes(run) + notes,
+                status=run.status, meta=run_meta(run, store="file"))
+
+
+def _ms(v) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
 def _read_metric(path: Path, name: str) -> tuple[Series | None, int, int | None]:

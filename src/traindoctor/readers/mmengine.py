@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import InputError
 from ..history import Series
 from . import Part, walk_files
-from ._tabular_util import Table, head_lines, json_rows, number, read_text
+from ._tabular_util import Table, column, group_rows, head_lines, json_rows, number, read_text
 
 FORMAT = "mmengine"
 
@@ -133,71 +133,82 @@ def _series(table: Table, epoch_of: dict[str, np.ndarray] | None = None) -> dict
 def _read_mmengine(path: Path, run_dir: Path) -> Part:
     text, notes = read_text(path)
     table = Table()
-    train: list[tuple[float, float | None, dict]] = []
-    val: list[tuple[float, dict]] = []
-    for lineno, row in json_rows(text, table):
-        step = number(row.get("step"))
-        if step is None or not np.isfinite(step):
-            table.bad(lineno)
-            continue
-        if "iter" in row or "lr" in row or "epoch" in row:
-            train.append((step, number(row.get("epoch")), row))
+    lines, rows = json_rows(text, table)
+    train, val = [], []  # (keys, row numbers, rows, steps) per row shape
+    for keys, idx in group_rows(rows):
+        sub = [rows[i] for i in idx]
+        step, ok = column(sub, "step")
+        ok &= np.isfinite(step)
+        for i in idx[~ok]:
+            table.bad(lines[i])
+        if ok.any():
+            sub = [r for r, good in zip(sub, ok) if good]
+            group = (keys, idx[ok], sub, step[ok])
+            (train if {"iter", "lr", "epoch"} & set(keys) else val).append(group)
+    ends = None
+    for keys, idx, sub, step in train:
+        epoch = column(sub, "epoch")[0] if "epoch" in keys else np.full(len(sub), np.nan)
+        _add_columns(table, keys, idx, sub, step, epoch, "")
+        if "epoch" in keys:
+            ends = _merge_ends(ends, epoch, step)
+    for keys, idx, sub, step in val:
+        if ends is not None:  # log_metric_by_epoch: `step` is the epoch just finished
+            _add_columns(table, keys, idx, sub, _epoch_end_steps(ends, step), step, "val/")
         else:
-            val.append((step, row))
-    by_epoch = any(ep is not None for _, ep, _ in train)
-    for step, ep, row in train:
-        _add(table, row, step, ep, "")
-    val_x = _epoch_ends(train) if by_epoch else None
-    for step, row in val:
-        if val_x is not None:  # log_metric_by_epoch: `step` is the epoch just finished
-            _add(table, row, val_x(step), step, "val/")
-        else:
-            _add(table, row, step, None, "val/")
+            _add_columns(table, keys, idx, sub, step, np.full(len(sub), np.nan), "val/")
     if table.empty:
         where = f" ({table.bad_rows} malformed, first at line {table.first_bad_line})" if table.bad_rows else ""
         raise InputError(path, f"no line holds numeric metrics with a step{where}; expected {_EXPECTED}")
-    if val and by_epoch:
+    if val and ends is not None:
         notes.append(f"{path.name}: validation 'step' is the epoch (MMEngine log_metric_by_epoch); "
                      "placed at the last training step logged in that epoch")
     return Part(_series(table), run_dir, FORMAT, notes=notes + table.notes(path))
 
 
-def _add(table: Table, row: dict, x: float, epoch: float | None, prefix: str) -> None:
-    logged = False
-    for k, v in row.items():
-        val = number(v)
-        if val is None or k in _AXIS or (prefix and k == "lr"):
+def _add_columns(table: Table, keys, idx, sub: list[dict], x: np.ndarray, epoch: np.ndarray, prefix: str) -> None:
+    logged = np.zeros(len(sub), dtype=bool)
+    for k in keys:
+        if k in _AXIS or (prefix and k == "lr"):  # a validation line's lr repeats the training one
             continue
-        table.add(prefix + k, x, val, epoch, None)
-        logged = True
-    table.good_rows += logged
+        vals, has = column(sub, k)
+        logged |= has
+        table.add_chunk(prefix + k, idx[has], x[has], vals[has], epoch[has])
+    table.good_rows += int(logged.sum())
 
 
-def _epoch_ends(train: list[tuple[float, float | None, dict]]):
-    """epoch -> the training step at its end: the last step logged in it, else interpolated."""
-    ends: dict[float, float] = {}
-    for step, ep, _ in train:
-        if ep is not None:
-            ends[ep] = max(step, ends.get(ep, -np.inf))
-    eps = np.array(sorted(ends))
-    at = np.array([ends[e] for e in eps])
-    per = float(at[-1] / eps[-1]) if eps.size and eps[-1] > 0 else 1.0  # steps per epoch, about
+def _merge_ends(ends, epoch: np.ndarray, step: np.ndarray):
+    """(epochs, the last step logged in each), merged with what earlier row shapes gave."""
+    ok = np.isfinite(epoch)
+    e, st = epoch[ok], step[ok]
+    if ends is not None:
+        e, st = np.concatenate([ends[0], e]), np.concatenate([ends[1], st])
+    if e.size == 0:
+        return ends
+    o = np.lexsort((st, e))
+    e, st = e[o], st[o]
+    last = np.r_[e[1:] != e[:-1], True]
+    return e[last], st[last]
 
-    def x(epoch: float) -> float:
-        if epoch in ends:
-            return ends[epoch]
-        if eps.size >= 2 and eps[0] <= epoch <= eps[-1]:
-            return float(np.interp(epoch, eps, at))
-        return float(epoch * per)
 
-    return x
+def _epoch_end_steps(ends, epochs: np.ndarray) -> np.ndarray:
+    """The training step at the end of each epoch: the last step logged in it; for an epoch with
+    no training line, interpolated between epochs (or steps-per-epoch times the epoch past them)."""
+    eps, at = ends
+    if eps.size == 0:
+        return epochs.copy()
+    per = float(at[-1] / eps[-1]) if eps[-1] > 0 else 1.0  # steps per epoch, about
+    i = np.clip(np.searchsorted(eps, epochs), 0, eps.size - 1)
+    exact = eps[i] == epochs
+    inside = (epochs >= eps[0]) & (epochs <= eps[-1])
+    return np.where(exact, at[i], np.where(inside, np.interp(epochs, eps, at), epochs * per))
 
 
 def _read_mmcv(path: Path) -> Part:
     text, notes = read_text(path)
     table = Table()
-    rows = []
-    for lineno, row in json_rows(text, table):
+    lines, all_rows = json_rows(text, table)
+    rows, modes, eps, its = [], [], [], []
+    for lineno, row in zip(lines, all_rows):
         mode = row.get("mode")
         ep, it = number(row.get("epoch")), number(row.get("iter"))
         if mode is None and ep is None:
@@ -205,17 +216,25 @@ def _read_mmcv(path: Path) -> Part:
         if mode not in ("train", "val") or ep is None or it is None:
             table.bad(lineno)
             continue
-        rows.append((mode, ep, it, row))
-    train_it = [(ep, it) for mode, ep, it, _ in rows if mode == "train"]
+        rows.append(row)
+        modes.append(mode == "train")
+        eps.append(ep)
+        its.append(it)
+    is_train, ep, it = np.array(modes, dtype=bool), np.array(eps), np.array(its)
+    te, ti = ep[is_train], it[is_train]
     # `iter` counts inside the epoch when it falls back as the epoch grows (by_epoch runners)
-    inner = any(e2 > e1 and i2 < i1 for (e1, i1), (e2, i2) in zip(train_it, train_it[1:]))
-    per = max((it for _, it in train_it), default=0.0) if inner else 0.0
-    for mode, ep, it, row in rows:
-        if mode == "train":
-            _add(table, row, (ep - 1) * per + it if inner else it, ep, "")
-        else:
-            x = ep * per if inner else max((i for e, i in train_it if e <= ep), default=it)
-            _add(table, row, x, ep, "val/")
+    inner = bool(((np.diff(te) > 0) & (np.diff(ti) < 0)).any())
+    per = float(ti.max()) if inner and ti.size else 0.0
+    if inner:
+        x = np.where(is_train, (ep - 1) * per + it, ep * per)
+    else:  # global iterations; a validation sits at the last training iteration before it
+        last = np.maximum.accumulate(np.where(is_train, it, -np.inf)) if it.size else it
+        x = np.where(is_train | ~np.isfinite(last), it, last)
+    for keys, idx in group_rows(rows):
+        for train in (True, False):
+            sel = idx[is_train[idx] == train]
+            if sel.size:
+                _add_columns(table, keys, sel, [rows[i] for i in sel], x[sel], ep[sel], "" if train else "val/")
     if table.empty:
         where = f" ({table.bad_rows} malformed, first at line {table.first_bad_line})" if table.bad_rows else ""
         raise InputError(path, f"no train/val line with numeric metrics{where}; expected {_EXPECTED}")

@@ -18,6 +18,8 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import InputError
 from ..history import flatten_names
 from . import Part, walk_files
@@ -28,6 +30,9 @@ from ._tabular_util import (
     STEP_NAMES,
     WALL_NAMES,
     Table,
+    column,
+    group_rows,
+    json_rows,
     looks_like_metric_header,
     parse_cell,
     read_csv_table,
@@ -177,55 +182,77 @@ def _header(text: str, path: Path) -> list[str]:
 
 
 # -- JSONL --------------------------------------------------------------------------------------
-def _pick(row: dict, names: tuple[str, ...]):
-    for k, v in row.items():
+def _pick(keys, names: tuple[str, ...]) -> str | None:
+    """The first key (in the row's order) whose lower-cased name is one of `names`."""
+    for k in keys:
         if k.lower() in names:
-            return k, v
-    return None, None
+            return k
+    return None
 
 
 def _read_jsonl(path: Path, text: str) -> Table:
+    """Rows grouped by their keys and read a column at a time (see group_rows). A row's x is its
+    step, else its epoch, else its rank among the rows that logged a metric."""
     table = Table()
-    n_valid = 0
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            table.bad(lineno)
-            continue
-        if not isinstance(obj, dict):
-            table.bad(lineno)
-            continue
-        row = flatten_names(obj)
-        step_key, step = _pick(row, STEP_NAMES)
-        epoch_key, epoch = _pick(row, EPOCH_NAMES)
-        wall_key, wall = _pick(row, WALL_NAMES)
-        step, epoch, wall = parse_cell(step), parse_cell(epoch), parse_cell(wall)
-        if step is BAD or epoch is BAD:
-            table.bad(lineno)
-            continue
-        wall = None if wall is BAD else wall
-        x = step if step is not None else (epoch if epoch is not None else float(n_valid))
-        split_key, split = _pick(row, SPLIT_KEYS)
-        prefix = f"{split}/" if isinstance(split, str) and split else ""
-        logged = False
-        for k, v in row.items():
-            if k in (step_key, epoch_key, wall_key, split_key) or isinstance(v, bool):
+    lines, rows = json_rows(text, table)
+    if text.count("{") > len(rows):  # some row nests an object ({"opt": {"lr": ...}}): flatten
+        rows = [flatten_names(r) if any(type(v) is dict for v in r.values()) else r for r in rows]
+    lines_arr = np.asarray(lines)
+    logged_all = np.zeros(len(rows), dtype=bool)
+    plans = []
+    for keys, idx in group_rows(rows):
+        sub = [rows[i] for i in idx]
+        step_key, epoch_key, wall_key, split_key = (_pick(keys, n) for n in (STEP_NAMES, EPOCH_NAMES, WALL_NAMES,
+                                                                              SPLIT_KEYS))
+        step, bad = _axis(sub, step_key)
+        epoch, bad_e = _axis(sub, epoch_key)
+        wall, _ = _axis(sub, wall_key)  # an unreadable wall time is only a missing one
+        bad |= bad_e
+        split = [r.get(split_key) for r in sub] if split_key else None
+        axes = {step_key, epoch_key, wall_key, split_key}
+        cols = {}
+        for k in keys:
+            if k in axes:
                 continue
-            val = parse_cell(v) if isinstance(v, (int, float)) or _numeric_string(v) else None
-            if val is None or val is BAD:
-                continue  # text fields (a run name, a path) are not metrics
-            table.add(prefix + k, x, val, epoch, wall)
-            logged = True
-        if logged:
-            n_valid += 1
-            table.good_rows += 1
+            vals, ok = column(sub, k)
+            if ok.any():
+                cols[k] = (vals, ok & ~bad)
+        logged = np.zeros(len(sub), dtype=bool)
+        for _, ok in cols.values():
+            logged |= ok
+        logged_all[idx] = logged
+        for i in np.flatnonzero(bad):
+            table.bad(int(lines_arr[idx[i]]))
+        plans.append((idx, step, epoch, wall, split, cols))
+    rank = np.cumsum(logged_all) - 1.0  # rows without a step or epoch: their rank among logged rows
+    for idx, step, epoch, wall, split, cols in plans:
+        x = np.where(~np.isnan(step), step, np.where(~np.isnan(epoch), epoch, rank[idx]))
+        prefixes = [""] * len(idx) if split is None else [f"{v}/" if isinstance(v, str) and v else "" for v in split]
+        for prefix in dict.fromkeys(prefixes):
+            rows_p = np.array([p == prefix for p in prefixes]) if split is not None else np.ones(len(idx), dtype=bool)
+            for k, (vals, ok) in cols.items():
+                m = ok & rows_p
+                table.add_chunk(prefix + k, idx[m], x[m], vals[m], epoch[m], wall[m])
+    table.good_rows = int(logged_all.sum())
     if table.empty:
         where = f" ({table.bad_rows} malformed, first at line {table.first_bad_line})" if table.bad_rows else ""
         raise InputError(path, f"no line holds a JSON object with numeric metrics{where}; expected {_EXPECTED_JSONL}")
     return table
+
+
+def _axis(rows: list[dict], key: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """An axis column (step, epoch, wall time): its values (NaN: missing) and the rows where it
+    holds something that is not a number (such a row cannot be placed)."""
+    n = len(rows)
+    if key is None:
+        return np.full(n, np.nan), np.zeros(n, dtype=bool)
+    vals, ok = column(rows, key)
+    bad = np.zeros(n, dtype=bool)
+    if not ok.all():
+        for i in np.flatnonzero(~ok):
+            bad[i] = parse_cell(rows[i].get(key)) is not None  # present, but not a number
+    vals = np.where(ok, vals, np.nan)
+    return vals, bad
 
 
 def _numeric_string(v) -> bool:

@@ -54,6 +54,7 @@ _TS_RE = re.compile(r"tfevents\.(\d+)")
 # A single Event bigger than this is not a scalar log we could use; a length field above it is
 # taken as a corrupt header rather than as a reason to wait for 2**60 bytes.
 _MAX_RECORD = 1 << 31
+_CHUNK = 1 << 16  # records handled per numpy block: keeps temporaries small on a million records
 _PAD = 512  # zero bytes after the file's bytes in memory; > the most a layout test reads past a record
 
 _U64 = struct.Struct("<Q")
@@ -266,16 +267,20 @@ def _first_bad_crc(buf: bytes, starts: np.ndarray, ends: np.ndarray) -> int | No
     if starts.size == 0:
         return None
     b = np.frombuffer(buf, dtype=np.uint8)
-    heads = starts - 12
     u32 = _at(buf, "<u4")
-    bad = _masked_crc_at(b, heads, 8) != u32[heads + 8]
-    want = u32[ends]
-    lengths = ends - starts
-    for length in np.unique(lengths).tolist():
-        idx = np.flatnonzero(lengths == length)
-        bad[idx] |= _masked_crc_at(b, starts[idx], length) != want[idx]
-    hit = np.flatnonzero(bad)
-    return int(hit[0]) if hit.size else None
+    for c0 in range(0, starts.size, _CHUNK):  # a block at a time: bounded temporaries, early stop
+        st, en = starts[c0:c0 + _CHUNK], ends[c0:c0 + _CHUNK]
+        heads = st - 12
+        bad = _masked_crc_at(b, heads, 8) != u32[heads + 8]
+        want = u32[en]
+        lengths = en - st
+        for length in np.unique(lengths).tolist():
+            idx = np.flatnonzero(lengths == length)
+            bad[idx] |= _masked_crc_at(b, st[idx], length) != want[idx]
+        hit = np.flatnonzero(bad)
+        if hit.size:
+            return c0 + int(hit[0])
+    return None
 
 
 # -- Event parsing ---------------------------------------------------------------------------
@@ -285,22 +290,34 @@ def _parse(buf, padded: bytearray, starts: np.ndarray, ends: np.ndarray) -> dict
     `padded` is the file followed by _PAD zero bytes: they let the vectorised layout test look
     a few hundred bytes past any record (a varint, a tag length) without bounds checks.
     """
-    fast, f_steps, tag_at, tag_len, val_at = _fast_layout(np.frombuffer(padded, dtype=np.uint8), starts, ends)
-
-    # -- points from the fast layout, grouped by tag bytes ---------------------------------------
-    points: dict[bytes, list] = {}  # tag -> [record indices, steps, walls, values] (arrays)
-    rec = np.flatnonzero(fast)
-    if rec.size:
-        walls = _at(buf, "<f8")[starts[rec] + 1]
-        values = _at(buf, "<f4")[val_at[rec]].astype(np.float64)
+    # -- points from the fast layout, a block of records at a time (bounded temporaries), grouped
+    # by tag bytes; values stay float32 until the end (half the memory; widened exactly)
+    b = np.frombuffer(padded, dtype=np.uint8)
+    wall_at, f32_at = _at(buf, "<f8"), _at(buf, "<f4")
+    blocks: dict[bytes, list] = {}  # tag -> [(record indices, steps, walls, values), ...]
+    slow_idx = []
+    for c0 in range(0, starts.size, _CHUNK):
+        st, en = starts[c0:c0 + _CHUNK], ends[c0:c0 + _CHUNK]
+        fast, f_steps, tag_at, tag_len, val_at = _fast_layout(b, st, en)
+        rec = np.flatnonzero(fast)
+        slow_idx.append(np.flatnonzero(~fast) + c0)
+        if not rec.size:
+            continue
+        walls = wall_at[st[rec] + 1]
+        values = f32_at[val_at[rec]]
         steps = f_steps[rec].astype(np.float64)
         for tag, members in _group_by_tag(padded, tag_at[rec], tag_len[rec]):
-            points[tag] = [rec[members], steps[members], walls[members], values[members]]
+            blocks.setdefault(tag, []).append(((rec[members] + c0).astype(np.int32 if starts.size < 2**31 else np.int64),
+                                               steps[members], walls[members], values[members]))
+    points: dict[bytes, list] = {}  # tag -> [record indices, steps, walls, values] (arrays)
+    for tag in list(blocks):
+        parts = blocks.pop(tag)  # joined one tag at a time: the blocks go as the tag is built
+        points[tag] = [parts[0][k] if len(parts) == 1 else np.concatenate([p[k] for p in parts]) for k in range(4)]
 
     # -- everything else: the general decoder --------------------------------------------------
     slow: dict[bytes, list] = {}
     plugins: dict[bytes, str] = {}
-    for i in np.flatnonzero(~fast).tolist():
+    for i in np.concatenate(slow_idx).tolist() if slow_idx else []:
         _parse_event(buf, int(starts[i]), int(ends[i]), i, slow, plugins)
 
     merged = {}
@@ -319,7 +336,7 @@ def _parse(buf, padded: bytearray, starts: np.ndarray, ends: np.ndarray) -> dict
             parts = cols
         merged[tag] = parts
     # tags in the order they first appear in the file
-    return {t.decode("utf-8", "replace"): (p[1], p[2], p[3])
+    return {t.decode("utf-8", "replace"): (p[1], p[2], np.asarray(p[3], dtype=np.float64))
             for t, p in sorted(merged.items(), key=lambda kv: kv[1][0][0])}
 
 

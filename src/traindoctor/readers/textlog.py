@@ -40,12 +40,15 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
-from ..history import _SPLIT_TOKENS, Series, _tokens, infer_role
+from ..history import _SPLIT_TOKENS, Series
+from ..history import _tokens as _history_tokens
+from ..history import infer_role as _infer_role
 from . import _textfast
 from ._decode import sniff_encoding
 
@@ -63,6 +66,15 @@ EXPECTED_SHAPES = (
     "`step 100: loss 0.41`-style lines, `Epoch N Train - Loss: x`, tqdm/Lightning progress bars "
     "with metrics in the postfix, or Keras model.fit output"
 )
+
+
+# Keys repeat on every line: their role and name tokens are worked out once (bounded caches).
+infer_role = lru_cache(maxsize=8192)(_infer_role)
+
+
+@lru_cache(maxsize=8192)
+def _tokens(name: str) -> tuple[str, ...]:
+    return tuple(_history_tokens(name))
 
 
 # -- discovery ------------------------------------------------------------------------------
@@ -126,6 +138,7 @@ def read(unit: Path):
     del raw
     sc = _scan(data)
     empty = not sc.groups and all(not line.strip() for _, line in sc.slow_lines)
+    cut = bool(data) and not data.endswith(b"\n")
     del data  # the lines are in the scan: the bytes need not stay while the series are built
     parsed = _parse_scan(sc)
     del sc
@@ -138,17 +151,12 @@ def read(unit: Path):
     # The bar's total is how long an epoch is; the throughput check turns it into hours per epoch.
     hparams = {"steps_per_epoch": parsed.steps_per_epoch} if parsed.steps_per_epoch else {}
     notes = notes + parsed.notes + _stats_notes(parsed)
+    if cut and parsed.last_unread:
+        # the last line is a fragment: say where the file stops, as the other readers do
+        notes.append(f"the file ends mid-line (cut off mid-write?): line {parsed.lines}, "
+                     f"{parsed.last_unread!r}, was not read")
     return Part(series, path.parent, FORMAT, hparams=hparams,
-                notes=[f"{path.name}: {n}" for n in notes], **_part_extras(path, parsed))
-
-
-def _part_extras(path: Path, parsed) -> dict:
-    """Per-file parse statistics for `--show-series`, when this version of Part carries them."""
-    from . import Part
-
-    if "stats" not in getattr(Part, "__dataclass_fields__", {}):
-        return {}
-    return {"stats": parsed.stats()}
+                notes=[f"{path.name}: {n}" for n in notes], stats=parsed.stats())
 
 
 def _utf8(path: Path, raw: bytes) -> tuple[bytes, list[str]]:
@@ -340,7 +348,7 @@ def _is_metric_key(key: str) -> bool:
     if low in _NOT_METRICS or low in _AXIS_KEYS:
         return False
     # a running best (fairseq's best_loss, "best_acc") restates an earlier value: not a measurement
-    return _tokens(key)[:1] != ["best"]
+    return _tokens(key)[:1] != ("best",)
 
 
 def _has_named_metric(keys) -> bool:
@@ -486,6 +494,7 @@ class Parsed:
     too_long: int = 0
     bad_numbers: int = 0
     own_axis_lines: int = 0    # metric lines that carry their own step or epoch
+    last_unread: str = ""      # the last line, when it was not understood (a cut-off fragment?)
 
     def stats(self) -> dict:
         return {"lines": self.lines, "understood": self.understood,
@@ -1039,6 +1048,11 @@ def _parse_scan(sc: _textfast.Scan) -> Parsed:
                 (lineno + 1, text[:100] + ("..." if len(text) > 100 else "")))
     examples = sorted(examples + others[: _EXAMPLES - len(examples)])[:_EXAMPLES]
     out.not_understood = unknown + len(bad)
+    if sc.slow_lines and sc.slow_lines[-1][0] == sc.n_lines - 1 and p.status.get(sc.n_lines) != "ok":
+        tail = sc.slow_lines[-1][1][-200:].decode("utf-8", errors="replace").strip()
+        out.last_unread = tail[-100:]
+    elif bad and bad[-1] == sc.n_lines - 1:
+        out.last_unread = "(a number cut short)"
     out.examples = examples
     return out
 

@@ -103,6 +103,8 @@ def report_section(report, level: int = 1, anchor: str = "") -> str:
     sub = [escape(str(src.get("path", "")))] if src.get("path") else []
     if src.get("format"):
         sub.append(f"format {escape(str(src['format']))}")
+    if src.get("status"):  # how the logger says the run ended (RUNNING after a crash)
+        sub.append(f"run status <b>{escape(str(src['status']))}</b>")
     out.append(f'<p class="sub">{" &middot; ".join(sub)}</p>')
     out.append(_summary(report, anchor))
     if report.findings:

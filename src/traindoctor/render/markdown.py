@@ -39,6 +39,8 @@ def render_markdown(report) -> str:
         out += [f"Source: {_code(src['path'])}" + (f" ({_md_escape(src['format'])})" if src.get("format") else ""), ""]
     elif src.get("format"):
         out += [f"Format: {_md_escape(src['format'])}", ""]
+    if src.get("status"):  # how the logger says the run ended (RUNNING after a crash)
+        out += [f"Run status: **{_md_escape(src['status'])}**", ""]
 
     out += ["## Summary", ""]
     if not report.findings:

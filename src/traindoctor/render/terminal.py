@@ -53,6 +53,8 @@ def render_plain(report, show_series: bool = False) -> str:
     head = f"traindoctor {report.kind}: {run_name(report)}"
     if src.get("format"):
         head += f"  [{src['format']}]"
+    if src.get("status"):  # how the logger says the run ended (RUNNING after a crash)
+        head += f"  run status {src['status']}"
     lines.append(head)
     if src.get("path") and str(src["path"]) != run_name(report):
         lines.append(f"  {src['path']}")
@@ -130,6 +132,8 @@ def _print_rich(reports, show_series: bool, file) -> None:
         head.append(run_name(report))
         if src.get("format"):
             head.append(f"  [{src['format']}]", style="dim")
+        if src.get("status"):
+            head.append(f"  run status {src['status']}", style="dim" if src["status"] == "FINISHED" else "bold red")
         console.print(head)
         rows = _series_rows(report)
         if show_series and rows:
