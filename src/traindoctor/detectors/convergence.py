@@ -18,7 +18,7 @@ from ..finding import Finding, Fix, Skip
 from ..history import RunHistory, Series
 from ..registry import detector
 from ._sources import KARPATHY, SMITH, ZHANG
-from ._util import chance_loss, epoch_curve, fmt, linear_slope, noise_scale, sig, smooth, xval
+from ._util import chance_loss, fmt, linear_slope, noise_scale, sig, smooth, xval
 from .plateau import class_count
 
 
@@ -41,7 +41,7 @@ def underfitting(
         raw = history.primary(role)
         if raw is None:
             continue
-        s = epoch_curve(raw, min_points)
+        s = raw.finite()  # every logged point: an epoch is a label on a point, never a bin
         if len(s) < min_points:
             yield Skip("underfitting", f"{raw.name} has {len(s)} finite points; needs {min_points}")
             continue
@@ -104,7 +104,7 @@ def slow_convergence(
     for raw in (train, val):
         if raw is None:
             continue
-        s = epoch_curve(raw, min_points)
+        s = raw.finite()  # every logged point: an epoch is a label on a point, never a bin
         if len(s) < min_points:
             yield Skip("slow_convergence", f"{raw.name} has {len(s)} finite points; needs {min_points}")
             continue

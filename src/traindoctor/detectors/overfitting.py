@@ -63,7 +63,7 @@ def validation_series(history: RunHistory) -> list[Series]:
     return [s] if s is not None else []
 
 
-def _key(name: str) -> tuple[str, ...]:
+def metric_key(name: str) -> tuple[str, ...]:
     """A metric's name without its split and without unit words: val/cls_loss and
     train/cls_loss share ("cls", "loss"); eval_loss and loss share ("loss",)."""
     from ..history import _SPLIT_TOKENS, _tokens
@@ -79,8 +79,8 @@ def train_twin(history: RunHistory, val: Series) -> Series | None:
     validation loss or one with no component name. Comparing a validation box loss with a
     falling class loss would call "overfitting" what is only a different component."""
     trains = [s for s in history.series.values() if s.role == "train_loss" and len(s) > 0]
-    key = _key(val.name)
-    same = [s for s in trains if _key(s.name) == key]
+    key = metric_key(val.name)
+    same = [s for s in trains if metric_key(s.name) == key]
     if same:
         return history.primary("train_loss") if history.primary("train_loss") in same else same[0]
     if val.kind != "loss":
@@ -90,8 +90,8 @@ def train_twin(history: RunHistory, val: Series) -> Series | None:
     if (main is not None and main.name == val.name) or not key or set(key) <= total:
         cand = history.primary("train_loss")
         # a total is compared with a total, never with one component of another split
-        if cand is not None and (not _key(cand.name) or set(_key(cand.name)) <= total
-                                 or len([s for s in trains if _key(s.name)]) < 2):
+        if cand is not None and (not metric_key(cand.name) or set(metric_key(cand.name)) <= total
+                                 or len([s for s in trains if metric_key(s.name)]) < 2):
             return cand
     return None
 

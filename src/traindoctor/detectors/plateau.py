@@ -22,7 +22,6 @@ from ._util import (
     chance_loss,
     classes_from_accuracy,
     classes_from_hparams,
-    epoch_curve,
     fmt,
     noise_scale,
     rolling_median,
@@ -139,12 +138,12 @@ def candidates(history: RunHistory) -> list[Series]:
     accuracies. One quantity gets one judgement: a loss logged both per step and as an epoch
     mean (Lightning's train_loss_step / train_loss_epoch) is judged on the epoch mean, the same
     numbers with less noise."""
-    from .overfitting import _key
+    from .overfitting import metric_key
 
     groups: dict = {}
     for s in history.series.values():
         if s.role in ("train_loss", "val_loss") and len(s) > 0:
-            groups.setdefault((s.role, _key(s.name)), []).append(s)
+            groups.setdefault((s.role, metric_key(s.name)), []).append(s)
     out = []
     for group in groups.values():
         def rank(s):
@@ -411,7 +410,7 @@ def _partner_drop(history: RunHistory, s: Series, n_classes, chance_tol) -> dict
         p = history.primary(role)
         if p is None:
             continue
-        p = epoch_curve(p, 3)
+        p = p.finite()
         if len(p) < 3:
             continue
         first = float(smooth(p.values)[0])
