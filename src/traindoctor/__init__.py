@@ -4,6 +4,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+# Loaded here, under another name, so that the function `compare` below keeps its name: the first
+# import of a submodule binds it on the package, which used to replace td.compare by the module
+# after its first call ("'module' object is not callable" on the second).
+from . import compare as _compare_module
 from .engine import diagnose
 from .errors import InputError, MissingExtraError, TraindoctorError
 from .finding import Finding, Fix, Report, Severity, Skip
@@ -33,9 +37,7 @@ __all__ = [
 
 def compare(paths_or_runs, **kwargs):
     """Several runs side by side: best and final values, findings, hparams that differ."""
-    from .compare import compare as _compare
-
-    return _compare(paths_or_runs, **kwargs)
+    return _compare_module.compare(paths_or_runs, **kwargs)
 
 
 def probe(model, batch, **kwargs):

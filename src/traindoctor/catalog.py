@@ -89,7 +89,8 @@ _OTHER: dict[str, dict] = {
         "probe", "the model cannot memorise one batch",
         "Any working model should drive the loss on a single small batch near zero; if it cannot, "
         "there is a bug (wrong loss, wrong targets, frozen parameters, broken model).",
-        "Trains a copy on one batch for a fixed number of steps; checks the final loss against the start.",
+        "Trains on a few examples of the batch (at most 8, and 128 predictions) with a fresh Adam for up "
+        "to a fixed number of steps, then restores the weights; checks the loss falls 10x from its start.",
         ["Check loss/target shapes and dtypes", "Check all parameters are in the optimizer",
          "Remove regularisation and augmentation while debugging"],
         [KARPATHY],
@@ -169,6 +170,20 @@ _OTHER: dict[str, dict] = {
         "Counts non-finite values in inputs and targets.",
         ["Clean or impute the data; assert torch.isfinite(x).all() in the data pipeline"],
         [ANOMALY],
+    ),
+    "ignored_labels": _e(
+        "probe", "every label in the batch is ignored, or most are padding",
+        "Positions labelled with the ignore index (-100) carry no loss. With none left the loss is 0/0 "
+        "= NaN (or 0) and the step gives no signal; with more than 90% ignored and mostly padding, "
+        "most of the batch's compute is discarded.",
+        "Counts labels equal to the loss's ignore_index; padding is where attention_mask is 0 (or "
+        "runs at the row ends when there is no mask). Deliberate masking inside the sequence (masked "
+        "LM, prompt tokens) is not flagged unless every label is ignored.",
+        ["Drop examples left without labelled tokens (check max_length against prompt + answer)",
+         "Pad to the longest sequence per batch; group by length or pack sequences"],
+        ["PyTorch CrossEntropyLoss docs (ignore_index; mean over non-ignored targets): "
+         "https://pytorch.org/docs/stable/generated/torch.nn.CrossEntropyLoss.html",
+         "HF docs, data collators and padding: https://huggingface.co/docs/transformers/main_classes/data_collator"],
     ),
     "params_not_in_optimizer": _e(
         "probe", "trainable parameters the optimizer does not update",

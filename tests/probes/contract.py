@@ -56,17 +56,26 @@ def assert_unchanged(before: dict, after: dict) -> None:
 
 
 def prepare(model, batch, loss_fn, optimizer, steps: int = 2):
-    """Give the optimizer real state (step counts, moments) and leave .grad populated, as mid-training."""
-    if optimizer is None or loss_fn is None:
+    """Give the optimizer real state (step counts, moments) and leave .grad populated, as mid-training.
+
+    batch: (x, y) with loss_fn, or an HF-style dict whose model returns .loss.
+    """
+    if optimizer is None or (loss_fn is None and not isinstance(batch, dict)):
         return
-    x, y = batch
+
+    def loss():
+        if isinstance(batch, dict):
+            return model(**batch).loss
+        x, y = batch
+        return loss_fn(model(x), y)
+
     lrs = [g["lr"] for g in optimizer.param_groups]
     for g in optimizer.param_groups:  # state without moving the weights (keeps a planted fault intact)
         g["lr"] = 1e-9
     for _ in range(steps):
         optimizer.zero_grad()
-        loss_fn(model(x), y).backward()
+        loss().backward()
         optimizer.step()
     for g, lr in zip(optimizer.param_groups, lrs):
         g["lr"] = lr
-    loss_fn(model(x), y).backward()
+    loss().backward()

@@ -23,15 +23,49 @@ LOSS_ROLES = ("train_loss", "val_loss", "test_loss")
 def longest_flat_run(values: np.ndarray, rel_tol: float, abs_tol: float) -> tuple[int, int]:
     """(start, end) indices, end exclusive, of the longest stretch whose values all stay within
     tol of the stretch's first value. O(n), anchored greedy scan."""
-    best = (0, 0)
-    start = 0
-    n = values.size
-    for i in range(1, n + 1):
-        if i == n or abs(values[i] - values[start]) > max(abs_tol, rel_tol * abs(values[start])):
-            if i - start > best[1] - best[0]:
-                best = (start, i)
-            start = i
+    v = np.asarray(values, dtype=np.float64)
+    n = v.size
+    rel = rel_tol * np.abs(v)
+    tol = np.where(rel > abs_tol, rel, abs_tol)  # max(abs_tol, rel), keeping abs_tol on a NaN
+    # The scan is sequential, but on a noisy loss almost every stretch ends at the very next
+    # point: find those anchors vectorised and jump over whole rows of them; scan the other
+    # stretches on plain lists (numpy scalar indexing cost seconds per million points), and in
+    # numpy chunks once a stretch runs long.
+    with np.errstate(invalid="ignore"):
+        ends_next = np.zeros(n, dtype=bool)
+        ends_next[:-1] = np.abs(v[1:] - v[:-1]) > tol[:-1]
+    longer = np.flatnonzero(~ends_next)  # always holds n - 1 when n > 0
+    vl, tl, nl = v.tolist(), tol.tolist(), ends_next.tolist()
+    best, start = (0, 0), 0
+    while start < n:
+        if nl[start]:  # a row of one-point stretches: only the first can be the best so far
+            if best[1] - best[0] < 1:
+                best = (start, start + 1)
+            start = int(longer[np.searchsorted(longer, start)])
+            continue
+        anchor, t = vl[start], tl[start]
+        end, stop = start + 1, min(n, start + 64)
+        while end < stop and not abs(vl[end] - anchor) > t:
+            end += 1
+        if end == stop < n:
+            end = _first_outside(v, start, t, stop)
+        if end - start > best[1] - best[0]:
+            best = (start, end)
+        start = end
     return best
+
+
+def _first_outside(v: np.ndarray, anchor: int, tol: float, lo: int) -> int:
+    """The first index >= lo whose value leaves v[anchor] +- tol, or v.size."""
+    size = 256
+    with np.errstate(invalid="ignore"):
+        while lo < v.size:
+            out = np.abs(v[lo : lo + size] - v[anchor]) > tol
+            if out.any():
+                return lo + int(np.argmax(out))
+            lo += size
+            size *= 4
+    return v.size
 
 
 def _loss_series(history: RunHistory) -> list[Series]:

@@ -15,22 +15,29 @@ from typing import Any
 from ..errors import InputError, require
 from ..finding import Finding, Fix, Report, Severity, Skip
 from ..registry import probes as _registered
-from . import activations, data, gradients, loss, training  # noqa: F401  (registers the checks)
-from ._context import ProbeContext, restore, snapshot, split_batch, to_device
+from . import activations, data, gradients, labels, loss, training  # noqa: F401  (registers the checks)
+from ._context import ProbeContext, restore, snapshot, split_batch, to_device, unwrap
 
-__all__ = ["probe", "DEFAULT_BUDGET", "ORDER"]
+__all__ = ["probe", "DEFAULT_BUDGET", "DEFAULT_STEP_BUDGET", "ORDER"]
 
-# Seconds for the whole probe; the expensive checks (overfitting the batch, the LR sweep) run
-# last and stop or skip when the budget is spent.
+# With no budget= given the probe may take DEFAULT_BUDGET seconds or DEFAULT_STEP_BUDGET times
+# its own base forward/backward (about one training step), whichever is longer: on a 17M-parameter
+# language model every check fits in about 12 steps (benchmarks/probe.py), and a machine that is
+# busy or slow slows the unit and the work alike. An explicit budget= is a hard limit in seconds.
 DEFAULT_BUDGET = 10.0
+DEFAULT_STEP_BUDGET = 20.0
 
-# Cheap checks first, experiments last (so a tight budget still gives the structural checks).
+# Ordered by value for the cost. Everything up to weight_update_ratio reads the one shared
+# forward/backward (plus a forward or two; weight_update_ratio's step reuses the base gradient and
+# adds one forward); then the multi-step experiments on a few examples: overfitting them (the most
+# telling) before the LR sweep that lr_too_high and lr_too_low share (the least certain). A tight
+# budget drops the tail first.
 ORDER = (
-    "nan_inputs", "dead_gradients", "vanishing_gradients", "exploding_gradients",
+    "nan_inputs", "ignored_labels", "dead_gradients", "vanishing_gradients", "exploding_gradients",
     "params_not_in_optimizer", "prediction_collapse", "input_independent_output",
     "saturated_activations", "dead_relu", "init_loss_mismatch", "class_imbalance",
     "output_range_mismatch", "double_softmax", "unnormalized_inputs", "weak_loss_gradient",
-    "weight_update_ratio", "lr_too_high", "lr_too_low", "cannot_overfit_batch",
+    "weight_update_ratio", "cannot_overfit_batch", "lr_too_high", "lr_too_low",
 )
 
 
@@ -47,8 +54,11 @@ def probe(
 ) -> Report:
     """Run side-effect-free checks on `model` with one `batch`; returns a Report.
 
-    batch: a tensor (no targets), an (inputs, targets) pair, or an HF-style dict with "labels".
-    checks / skip: finding codes to run / leave out. budget: seconds (default 10).
+    batch: a tensor (no targets), an (inputs, targets) pair, or an HF-style dict with "labels"
+    (and "attention_mask"). Models wrapped by DistributedDataParallel, DataParallel or
+    torch.compile are probed through the module they wrap.
+    checks / skip: finding codes to run / leave out. budget: seconds (default: 10 s or 20
+    training-step equivalents of this model, whichever is longer).
     params: keyword overrides by code, e.g. {"dead_relu": {"max_dead_fraction": 0.8}}.
     """
     torch = require("torch", "torch", "traindoctor.probe")
@@ -66,6 +76,7 @@ def probe(
     if bad:
         raise InputError(None, f"params given for unknown probe check(s): {', '.join(sorted(bad))}")
     skip_set = set(skip or ())
+    step_budget = DEFAULT_STEP_BUDGET if budget is None else None
     budget = DEFAULT_BUDGET if budget is None else float(budget)
 
     t0 = time.perf_counter()
@@ -74,19 +85,22 @@ def probe(
     device = first.device if first is not None else torch.device("cpu")
     inputs, targets = to_device(inputs, device), to_device(targets, device)
 
-    snap = snapshot(model, optimizer)
-    ctx = ProbeContext(model, inputs, targets, loss_fn, optimizer, device, t0 + budget, snap, kind)
+    snap = snapshot(model, optimizer)  # the wrapper too: its own training flag is restored
+    inner, wrappers = unwrap(model)
+    ctx = ProbeContext(inner, inputs, targets, loss_fn, optimizer, device, t0 + budget, snap, kind,
+                       step_budget=step_budget, start=t0)
     findings: list[Finding] = []
     skipped: list[Skip] = [Skip(c, "left out by skip=") for c in chosen if c in skip_set]
     timings: dict[str, float] = {}
     try:
         for code in [c for c in chosen if c not in skip_set]:
             check = available[code]
-            if code != "nan_inputs" and ctx.cache.get("nonfinite"):
-                skipped.append(Skip(code, f"not run: {ctx.cache['nonfinite']} (see nan_inputs)"))
+            if "blocked" in ctx.cache:  # nan_inputs or ignored_labels: the loss has no meaning
+                by, why = ctx.cache["blocked"]
+                skipped.append(Skip(code, f"not run: {why} (see {by})"))
                 continue
             if ctx.time_left() <= 0:
-                skipped.append(Skip(code, f"not run: the {budget:g} s budget was spent"))
+                skipped.append(Skip(code, f"not run: the {max(ctx.deadline - t0, 0):.3g} s budget was spent"))
                 continue
             start = time.perf_counter()
             try:
@@ -104,13 +118,14 @@ def probe(
     findings = _one_per_code(findings)
     meta = {
         "seconds": round(time.perf_counter() - t0, 4),
-        "budget": budget,
+        "budget": budget if step_budget is None else round(max(budget, ctx.deadline - t0), 4),
+        "base_pass_seconds": round(ctx.cache["base"].seconds, 4) if "base" in ctx.cache else None,
         "device": str(device),
         "timings": timings,
         "loss": ctx.cache["base"].loss if "base" in ctx.cache else None,
         "loss_source": ctx.cache["base"].loss_source if "base" in ctx.cache else None,
     }
-    source = {"path": None, "format": "probe", "model": type(model).__name__,
+    source = {"path": None, "format": "probe", "model": type(inner).__name__, "wrappers": wrappers,
               "optimizer": type(optimizer).__name__ if optimizer is not None else None,
               "loss_fn": _name(loss_fn), "batch": kind}
     return Report(findings, skipped, source, "probe", meta)

@@ -1,8 +1,10 @@
 """The shared probe context: one parsed batch, one cached forward/backward, and state save/restore.
 
 Every check reads from a ProbeContext instead of running its own forward pass; expensive shared
-results (the base gradients, the recorded activations, the one-step experiment, the LR sweep) are
-computed at most once, on first use. Experiments that change parameters do so in place and the
+results (the base gradients and the activations recorded in the same pass, the one-step experiment
+that reuses the base gradient, the LR sweep) are computed at most once, on first use. The
+multi-step experiments (the LR sweep, overfitting) run on a few examples of the batch (`sub_batch`),
+so on a language model they cost a fraction of a training step each. Experiments that change parameters do so in place and the
 runner restores everything afterwards from a bit-exact snapshot (pytorch-lr-finder's approach:
 cache the state, experiment, restore).
 """
@@ -121,6 +123,36 @@ def input_tensors(inputs) -> list:
     if isinstance(inputs, (tuple, list)):
         return [v for v in inputs if isinstance(v, torch.Tensor)]
     return []
+
+
+def unwrap(model) -> tuple:
+    """(module that computes, names of the wrappers removed): DistributedDataParallel/DataParallel
+    keep the model in .module and torch.compile in ._orig_mod, with the same parameters. Probing the
+    inner module runs no gradient all-reduce (no other rank is waiting) and triggers no compilation."""
+    import torch
+
+    wrappers = []
+    while True:
+        inner = getattr(model, "_orig_mod", None) if type(model).__name__ == "OptimizedModule" else None
+        if inner is None and isinstance(model, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)):
+            inner = model.module
+        if not isinstance(inner, torch.nn.Module):
+            return model, wrappers
+        wrappers.append(type(model).__name__)
+        model = inner
+
+
+def take(obj, n: int, k: int):
+    """The first k examples: every tensor whose first dimension is the batch size n is sliced."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj[:k] if obj.dim() and obj.shape[0] == n else obj
+    if isinstance(obj, Mapping):
+        return {key: take(v, n, k) for key, v in obj.items()}
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(take(v, n, k) for v in obj)
+    return obj
 
 
 # -- state snapshot ----------------------------------------------------------------------------
@@ -249,6 +281,18 @@ class Base:
     loss_source: str  # "loss_fn", "model" or "none"
     grads: dict  # param name -> detached grad tensor or None (only params that require grad)
     error: str | None = None
+    seconds: float = 0.0  # wall time of the pass: the probe's unit of cost (about one training step)
+
+
+# Karpathy ("A Recipe for Training Neural Networks", 2019) overfits "a few examples (e.g. as little
+# as two)": the multi-step experiments use at most 8 examples and 128 predictions, at least two
+# examples with one label each or one sequence (a 128-token sequence is 128 predictions). On the 17M
+# language model of benchmarks/probe.py a step on one of its 8 sequences costs about 0.14 training
+# steps and Adam(3e-3) lowers its loss 10x in 8 steps (2 sequences: 13 steps at 0.24 each).
+SUB_BATCH_EXAMPLES = 8
+SUB_BATCH_PREDICTIONS = 128
+
+_SAME = object()
 
 
 @dataclass
@@ -263,6 +307,11 @@ class ProbeContext:
     snap: Snapshot
     batch_kind: str = "pair"
     cache: dict = field(default_factory=dict)
+    # with no budget= given, the deadline grows to this many base passes (training-step
+    # equivalents) once the base pass is timed, so a large model is not cut short by a fixed
+    # number of seconds; None: the deadline is fixed
+    step_budget: float | None = None
+    start: float = field(default_factory=time.perf_counter)
 
     # -- basics ------------------------------------------------------------------------------
     def time_left(self) -> float:
@@ -276,7 +325,7 @@ class ProbeContext:
     def named_trainable(self) -> list:
         return [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
 
-    def forward(self, inputs=None, *, grad: bool = False):
+    def forward(self, inputs=None, *, grad: bool = False, targets=_SAME):
         """(pred, loss tensor or None) for the given inputs (default: the batch), seeded."""
         import torch
 
@@ -284,12 +333,13 @@ class ProbeContext:
         with torch.set_grad_enabled(grad):
             out = call_model(self.model, self.inputs if inputs is None else inputs)
             pred, model_loss = extract_output(out)
-            loss = self.compute_loss(pred, model_loss)
+            loss = self.compute_loss(pred, model_loss, self.targets if targets is _SAME else targets)
         return pred, loss
 
-    def compute_loss(self, pred, model_loss):
-        if self.loss_fn is not None and self.targets is not None and pred is not None:
-            return self.loss_fn(pred, self.targets)
+    def compute_loss(self, pred, model_loss, targets=_SAME):
+        targets = self.targets if targets is _SAME else targets
+        if self.loss_fn is not None and targets is not None and pred is not None:
+            return self.loss_fn(pred, targets)
         if model_loss is not None:
             return model_loss
         return None
@@ -303,12 +353,25 @@ class ProbeContext:
     def base(self) -> Base:
         if "base" not in self.cache:
             self.cache["base"] = self._compute_base()
+            if self.step_budget is not None:
+                self.deadline = max(self.deadline, self.start + self.step_budget * self.cache["base"].seconds)
         return self.cache["base"]
 
     def _compute_base(self) -> Base:
         import torch
 
-        pred, loss = self.forward(grad=True)
+        from ._record import recording
+
+        t0 = time.perf_counter()
+        calls: list = []
+        self.seeded()
+        with torch.enable_grad():
+            # the activation checks read the ops recorded here: no forward pass of their own
+            with recording(self.model, calls):
+                out = call_model(self.model, self.inputs)
+            pred, model_loss = extract_output(out)
+            loss = self.compute_loss(pred, model_loss)  # outside the recorder: loss ops are not activations
+        self.cache["calls"] = calls
         source = ("loss_fn" if self.loss_fn is not None and self.targets is not None
                   else "model" if loss is not None else "none")
         grads: dict = {}
@@ -327,30 +390,40 @@ class ProbeContext:
             grads=grads,
             error=None if loss is None or loss.dim() == 0 else
             f"the loss has shape {tuple(loss.shape)}; a scalar is needed (use reduction='mean')",
+            seconds=time.perf_counter() - t0,
         )
 
-    def loss_value(self) -> float | None:
-        """Loss on the batch at the current parameters (a fresh seeded forward, no grad)."""
-        _, loss = self.forward(grad=False)
+    def loss_value(self, inputs=None, targets=_SAME) -> float | None:
+        """Loss at the current parameters (a fresh seeded forward, no grad); default: the batch."""
+        _, loss = self.forward(inputs, grad=False, targets=targets)
         return None if loss is None else float(loss.detach())
 
-    def train_steps(self, optimizer, steps: int, *, seconds: float | None = None) -> tuple[list, bool]:
-        """Run optimizer steps on the batch; returns (losses before each step, finished?)."""
-        start = time.perf_counter()
-        losses = []
-        params = [p for _, p in self.named_trainable()]
-        for _ in range(steps):
-            if seconds is not None and time.perf_counter() - start > seconds:
-                return losses, False
-            optimizer.zero_grad(set_to_none=True)
-            _, loss = self.forward(grad=True)
-            value = float(loss.detach())
-            losses.append(value)
-            if not math.isfinite(value):
-                return losses, True
+    # -- a few examples for the multi-step experiments -----------------------------------------
+    def sub_batch(self) -> tuple:
+        """(inputs, targets, k, n): the first k of the batch's n examples (see SUB_BATCH_*)."""
+        if "sub_batch" not in self.cache:
+            n = batch_size(self.inputs) or 0
+            per = 1
+            t = self.targets
+            if t is not None and getattr(t, "dim", lambda: 0)() and t.shape[0] == n and n:
+                per = max(1, t.numel() // n)
+            k = min(n, max(2 if per == 1 else 1, min(SUB_BATCH_EXAMPLES, SUB_BATCH_PREDICTIONS // per)))
+            if k <= 0 or k >= n:
+                self.cache["sub_batch"] = (self.inputs, self.targets, n, n)
+            else:
+                self.cache["sub_batch"] = (take(self.inputs, n, k), take(self.targets, n, k), k, n)
+        return self.cache["sub_batch"]
+
+    def sub_step(self, optimizer, params) -> float:
+        """One optimizer step on the sub-batch; returns the loss before it."""
+        inputs, targets, _, _ = self.sub_batch()
+        optimizer.zero_grad(set_to_none=True)
+        _, loss = self.forward(inputs, grad=True, targets=targets)
+        value = float(loss.detach())
+        if math.isfinite(value):
             loss.backward(inputs=params)
             optimizer.step()
-        return losses, True
+        return value
 
     # -- one optimizer step with the user's optimizer (cached) ---------------------------------
     def one_step(self) -> dict:
@@ -359,12 +432,23 @@ class ProbeContext:
         return self.cache["one_step"]
 
     def _one_step(self) -> dict:
+        """One step of (a copy of) the user's optimizer on the whole batch.
+
+        The gradient at the current parameters is the base pass's, so the step costs an optimizer
+        update and one forward for the loss after it.
+        """
         import torch
 
         opt = self.optimizer_copy()
         named = self.named_trainable()
+        base = self.base
         before = {n: p.detach().clone() for n, p in named}
-        losses, _ = self.train_steps(opt, 1)
+        for n, p in named:
+            g = base.grads.get(n)
+            p.grad = None if g is None else g.clone()
+        opt.step()
+        for _, p in named:
+            p.grad = None
         after_loss = self.loss_value()
         with torch.no_grad():
             ratios = {}
@@ -373,7 +457,7 @@ class ProbeContext:
                 dw = float((p.detach() - before[n]).norm())
                 ratios[n] = (dw, w)
         self.reset_experiment()
-        return {"loss_before": losses[0], "loss_after": after_loss, "updates": ratios}
+        return {"loss_before": base.loss, "loss_after": after_loss, "updates": ratios}
 
     def optimizer_copy(self):
         try:

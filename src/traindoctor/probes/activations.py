@@ -1,100 +1,29 @@
-"""Activation checks from one recorded forward pass: saturated_activations and dead_relu.
+"""Activation checks on the ops recorded during the shared forward pass: saturated_activations, dead_relu.
 
-The recorder is a TorchFunctionMode, so it sees nn.Tanh/nn.ReLU modules and functional calls
-(torch.tanh, F.relu, x.clamp(...)) alike; each call is named by the module running it.
+The recording (probes/_record.py) sees nn.Tanh/nn.ReLU modules and functional calls (torch.tanh,
+F.relu, x.clamp(...)) alike; each call is named by the module running it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ..finding import Finding, Fix
 from ..registry import probe
-from ._context import call_model, extract_output, r4
-
-_SATURATING = {"tanh": (-1.0, 1.0), "sigmoid": (0.0, 1.0), "hardtanh": (-1.0, 1.0), "relu6": (0.0, 6.0),
-               "clamp": None, "clip": None}
-_RELU = {"relu"}
-
-
-@dataclass
-class Call:
-    site: str  # "module.path:tanh"
-    op: str
-    out: object  # detached output tensor
-    low: float | None
-    high: float | None
-
-
-def _op_name(func) -> str | None:
-    name = getattr(func, "__name__", "") or ""
-    name = name.rstrip("_") if name.endswith("_") and not name.startswith("_") else name
-    if name in _SATURATING or name in _RELU:
-        return name
-    return None
-
-
-def _bounds(op, args, kwargs):
-    if op in ("clamp", "clip"):
-        lo = kwargs.get("min", args[1] if len(args) > 1 else None)
-        hi = kwargs.get("max", args[2] if len(args) > 2 else None)
-        return (float(lo) if isinstance(lo, (int, float)) else None,
-                float(hi) if isinstance(hi, (int, float)) else None)
-    if op == "hardtanh":
-        lo = kwargs.get("min_val", args[1] if len(args) > 1 else -1.0)
-        hi = kwargs.get("max_val", args[2] if len(args) > 2 else 1.0)
-        return float(lo), float(hi)
-    if op in _SATURATING:
-        return _SATURATING[op]
-    return None, None
+from ._context import r4
+from ._record import RELU as _RELU
+from ._record import SATURATING as _SATURATING
+from ._record import Call
 
 
 def record(ctx) -> list[Call]:
-    """Calls of saturating and ReLU ops in one seeded no-grad forward (cached on ctx)."""
-    if "calls" in ctx.cache:
-        return ctx.cache["calls"]
-    import torch
-    from torch.overrides import TorchFunctionMode
-
-    stack: list[str] = []
-    calls: list[Call] = []
-    counts: dict[str, int] = {}
-
-    class Recorder(TorchFunctionMode):
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            kwargs = kwargs or {}
-            out = func(*args, **kwargs)
-            op = _op_name(func)
-            if op and isinstance(out, torch.Tensor) and out.is_floating_point():
-                where = stack[-1] if stack else "(root)"
-                key = f"{where}:{op}"
-                counts[key] = counts.get(key, 0) + 1
-                site = key if counts[key] == 1 else f"{key}#{counts[key]}"
-                lo, hi = _bounds(op, args, kwargs)
-                calls.append(Call(site, op, out.detach(), lo, hi))
-            return out
-
-    handles = []
-    for name, mod in ctx.model.named_modules():
-        label = name or "(root)"
-        handles.append(mod.register_forward_pre_hook(lambda m, a, label=label: stack.append(label)))
-        handles.append(mod.register_forward_hook(lambda m, a, o: _pop(stack)))
-    try:
-        ctx.seeded()
-        with torch.no_grad(), Recorder():  # the model only: ops inside the loss are not activations
-            pred, _ = extract_output(call_model(ctx.model, ctx.inputs))
-    finally:
-        for h in handles:
-            h.remove()
-    ctx.cache["calls"] = calls
-    ctx.cache["recorded_pred"] = pred
-    return calls
+    """Calls of saturating and ReLU ops, recorded during the shared forward/backward (ctx.base)."""
+    _ = ctx.base
+    return ctx.cache.get("calls", [])
 
 
 def final_activation(ctx) -> Call | None:
     """The saturating op whose output is the model's prediction, if any (e.g. a sigmoid head)."""
     calls = record(ctx)
-    pred = ctx.cache.get("recorded_pred")
+    pred = ctx.base.pred
     if pred is None or not calls:
         return None
     last = calls[-1]
@@ -209,8 +138,3 @@ def dead_relu(ctx, *, max_dead_fraction: float = 0.5, min_batch: int = 8):
         ),
     )
 
-
-def _pop(stack: list) -> None:
-    # a forward hook's return value replaces the module's output: return None explicitly
-    if stack:
-        stack.pop()

@@ -11,6 +11,7 @@ import math
 from ..finding import Finding, Fix, Skip
 from ..registry import probe
 from ._context import batch_size, input_tensors, map_inputs, need_loss, r4
+from .labels import attention_mask, class_view, close, distribution, ignore_index_of, integer_labels
 
 
 def loss_kind(ctx) -> str | None:
@@ -35,12 +36,12 @@ def loss_kind(ctx) -> str | None:
 
 
 def class_labels(ctx):
-    """Integer class labels (ignore_index -100 dropped) when the task is classification, else None."""
+    """Integer class labels (the loss's ignore_index dropped) when the task is classification, else None."""
     t = ctx.targets
-    if t is None or not hasattr(t, "is_floating_point") or t.is_floating_point() or t.dtype == __import__("torch").bool:
+    if not integer_labels(t):
         return None
     labels = t.reshape(-1)
-    return labels[labels != -100]
+    return labels[labels != ignore_index_of(ctx.loss_fn)]
 
 
 # -- inputs ----------------------------------------------------------------------------------
@@ -62,7 +63,7 @@ def nan_inputs(ctx):
     if not rows:
         return
     what = ", ".join(f"{r['tensor']}: {r['nan']} NaN, {r['inf']} Inf of {r['numel']}" for r in rows)
-    ctx.cache["nonfinite"] = f"the batch has non-finite values ({what})"
+    ctx.cache["blocked"] = ("nan_inputs", f"the batch has non-finite values ({what})")
     yield Finding(
         "nan_inputs", "error", f"The batch contains non-finite values ({what})", metric=rows[0]["tensor"],
         evidence={"tensors": rows, "thresholds": {"allowed_non_finite": 0}},
@@ -131,8 +132,7 @@ def class_imbalance(ctx, *, min_ratio: float = 1.5, warn_ratio: float = 4.0, z: 
 
     labels = class_labels(ctx)
     if labels is not None and ctx.targets.dim() > 1:
-        # per-token labels (language modelling, segmentation): Zipf-like shares are the task, not a fault
-        yield Skip("class_imbalance", f"labels have shape {tuple(ctx.targets.shape)}; checked for one label per example")
+        yield from _token_imbalance(ctx, labels)
         return
     if labels is None:
         t = ctx.targets
@@ -190,6 +190,98 @@ def class_imbalance(ctx, *, min_ratio: float = 1.5, warn_ratio: float = 4.0, z: 
     )
 
 
+def _token_imbalance(ctx, labels, *, max_token_share: float = 0.3, max_labelled_padding: float = 0.01,
+                     vocabulary: int = 256):
+    """Per-token labels: Zipf-like shares are the task (no weights), but not one token taking 30%.
+
+    In natural text the most frequent token takes a few percent of a BPE corpus and about 15-20% of
+    a character-level one (the space), so a token above 30% of the labelled positions is repeated
+    by the pipeline (padding or EOS left in the labels), or the labels are not text. Labelled
+    positions where attention_mask is 0 are padding the model is trained to predict (HF: set those
+    labels to -100). Labels that repeat the input ids (shifted or not) are language modelling; other
+    per-token labels with at most 256 classes (token classification) get info with weights instead.
+    """
+    t, ii = ctx.targets, ignore_index_of(ctx.loss_fn)
+    if labels.numel() < 2:
+        yield Skip("class_imbalance", f"only {labels.numel()} labelled position(s) in the batch")
+        return
+    d = distribution(labels)
+    view = class_view(ctx)
+    classes = view.num_classes if view is not None else None
+    am = attention_mask(ctx, t.shape)
+    labelled = t != ii
+    pad = int((labelled & (am == 0)).sum()) if am is not None else None
+    pad_share = pad / labels.numel() if pad is not None else 0.0
+    if d["top_share"] <= max_token_share and pad_share <= max_labelled_padding:
+        return
+    import torch
+
+    uniq, counts = torch.unique(labels, return_counts=True)
+    order = counts.argsort(descending=True)[:10]
+    n = int(labels.numel())
+    table = [{"token": int(uniq[i]), "count": int(counts[i]), "percent": r4(100 * int(counts[i]) / n)} for i in order]
+    top_pct = r4(100 * d["top_share"])
+    ev = {"labelled_positions": n, "label_positions": int(t.numel()), "ignore_index": ii, "num_classes": classes,
+          "distinct_labels": d["distinct"], "label_entropy_nats": r4(d["entropy"]), "top_tokens": table,
+          "top_token": d["top"], "top_token_percent": top_pct, "labelled_padding": pad,
+          "labelled_padding_percent": r4(100 * pad_share) if pad is not None else None,
+          "thresholds": {"max_token_share": max_token_share, "max_labelled_padding": max_labelled_padding,
+                         "vocabulary_above": vocabulary}}
+    if pad_share > max_labelled_padding:
+        pad_tokens = torch.unique(t[labelled & (am == 0)])[:10].tolist()
+        ev["padding_label_values"] = pad_tokens
+        yield Finding(
+            "class_imbalance", "warning",
+            f"{ev['labelled_padding_percent']}% of the labelled positions are padding (attention_mask 0, label "
+            f"{', '.join(str(v) for v in pad_tokens)}): the model is trained to predict padding",
+            metric="labels", evidence=ev,
+            explanation=(f"{pad} labelled positions sit where the attention mask says there is no token. Their "
+                         "labels are the pad token, so the loss rewards predicting padding after every sequence; "
+                         "the loss looks good early because padding is easy, and generation learns to stop or "
+                         "repeat the pad/EOS token."),
+            fixes=(Fix(f"Set the labels of padding positions to the ignore index {ii}",
+                       "padding then carries no loss",
+                       f"labels = input_ids.masked_fill(attention_mask == 0, {ii})"
+                       "  # or DataCollatorForLanguageModeling(tokenizer, mlm=False)"),),
+        )
+        return
+    vocab_like = classes is None or classes > vocabulary or _repeats_inputs(ctx, t, labelled & (t != d["top"]))
+    yield Finding(
+        "class_imbalance", "warning" if vocab_like else "info",
+        f"{'Token' if vocab_like else 'Class'} {d['top']} is {top_pct}% of the {n} labelled positions "
+        f"(label entropy {r4(d['entropy'])} nats over {d['distinct']} distinct labels)",
+        metric="labels", evidence=ev,
+        explanation=("One label fills a share of the positions that natural text does not produce: the pipeline "
+                     "repeats a token (padding or EOS kept in the labels, a separator after every sentence), or "
+                     "the data is mostly one symbol. A model can lower the loss by predicting it everywhere."
+                     if vocab_like else
+                     "One class fills most labelled positions (common in token classification, e.g. 'O' in NER). "
+                     "A model can lower the loss by predicting it everywhere; class weights from the whole "
+                     "training set make the other classes count."),
+        fixes=(Fix("Look at a decoded batch: is the frequent token padding, EOS or a separator?",
+                   "if it is padding, set its labels to the ignore index",
+                   f"labels = input_ids.masked_fill(input_ids == tokenizer.pad_token_id, {ii})"),)
+        if vocab_like else
+        (Fix("Weight the loss by class, with counts from the whole training set",
+             "each class contributes equally to the gradient",
+             "loss_fn = nn.CrossEntropyLoss(weight=class_weights)  # w_c = N / (C * n_c)"),),
+    )
+
+
+def _repeats_inputs(ctx, t, where) -> bool:
+    """Language modelling: the labels (at `where`) mostly equal the input ids, as given or shifted by one."""
+    if not bool(where.any()) or t.dim() != 2:
+        return False
+    for ids in input_tensors(ctx.inputs):
+        if not integer_labels(ids) or tuple(ids.shape) != tuple(t.shape):
+            continue
+        same = float((t == ids)[where].float().mean())
+        shifted = float((t[:, :-1] == ids[:, 1:])[where[:, :-1]].float().mean()) if t.shape[1] > 1 else 0.0
+        if max(same, shifted) >= 0.5:
+            return True
+    return False
+
+
 @probe("init_loss_mismatch")
 def init_loss_mismatch(ctx, *, max_factor: float = 3.0):
     """The loss is far above the chance-level loss for its loss function.
@@ -203,10 +295,36 @@ def init_loss_mismatch(ctx, *, max_factor: float = 3.0):
         yield skip
         return
     kind, pred, t, loss = loss_kind(ctx), ctx.base.pred, ctx.targets, ctx.base.loss
-    if kind is None or pred is None or t is None:
-        yield Skip("init_loss_mismatch", "chance level known only for CrossEntropy, BCE and MSE losses")
+    view = class_view(ctx) if kind in (None, "ce", "nll") else None
+    extra: dict = {}
+    what = "The loss"
+    if view is not None:
+        # integer labels with a class dimension: chance is ln C whatever computes the loss (a lambda
+        # around F.cross_entropy, the model's own outputs.loss, label smoothing; focal losses sit below)
+        if view.labels.numel() == 0:
+            yield Skip("init_loss_mismatch", "no labelled position in the batch (see ignored_labels)")
+            return
+        matches = close(view.cross_entropy, loss)
+        extra = {"cross_entropy_of_outputs": r4(view.cross_entropy), "loss_matches_cross_entropy": matches,
+                 "class_dim": view.class_dim, "labelled_positions": int(view.labels.numel()),
+                 "label_shift": view.shift}
+        if kind is None and not matches:
+            if view.cross_entropy is None:
+                yield Skip("init_loss_mismatch", "the labels do not index the outputs' classes")
+                return
+            # a callable that is not the mean cross-entropy (a sum, a weighting): judge the outputs by theirs
+            extra["loss_callable_value"] = r4(loss)
+            loss, what = view.cross_entropy, "The outputs' cross-entropy"
+        kind = kind or "ce"
+        chance, how = math.log(view.num_classes), f"ln C = ln {view.num_classes}"
+    elif kind is None or pred is None or t is None:
+        yield Skip("init_loss_mismatch", "chance level known for CrossEntropy, BCE and MSE losses and for any loss "
+                                         "on integer class labels with a class dimension in the outputs")
         return
-    if kind == "ce":
+    elif kind == "nll":
+        yield Skip("init_loss_mismatch", f"no chance level for a {kind} loss on outputs {tuple(pred.shape)}")
+        return
+    elif kind == "ce":
         c = int(pred.shape[-1] if ctx.loss_fn is None else pred.shape[1] if pred.dim() > 1 else 0)
         if c < 2:
             yield Skip("init_loss_mismatch", f"cannot tell the number of classes from outputs {tuple(pred.shape)}")
@@ -222,9 +340,6 @@ def init_loss_mismatch(ctx, *, max_factor: float = 3.0):
         chance, how = float(t.float().var(unbiased=False)), "Var(targets)"
         if chance <= 0:
             return
-    else:
-        yield Skip("init_loss_mismatch", f"no chance level for a {kind} loss")
-        return
     factor = loss / chance
     # For MSE an untrained head predicts about 0, whose loss is E[y^2] >= Var(y); only a loss far
     # above both is a bad start (targets far from zero are unnormalised targets, not a bad init).
@@ -233,10 +348,10 @@ def init_loss_mismatch(ctx, *, max_factor: float = 3.0):
         return
     yield Finding(
         "init_loss_mismatch", "warning",
-        f"The loss is {r4(loss)}, {r4(factor)}x the chance-level loss {r4(chance)} ({how})",
+        f"{what} is {r4(loss)}, {r4(factor)}x the chance-level loss {r4(chance)} ({how})",
         metric="loss",
         evidence={"loss": r4(loss), "chance_loss": r4(chance), "chance_formula": how, "factor": r4(factor),
-                  "loss_kind": kind, "zero_prediction_loss": r4(zero_loss),
+                  "loss_kind": kind, "zero_prediction_loss": r4(zero_loss), **extra,
                   "thresholds": {"max_factor": max_factor}},
         explanation=(
             "Before training a model should be about as good as a guess: uniform class probabilities, "
@@ -256,46 +371,28 @@ def init_loss_mismatch(ctx, *, max_factor: float = 3.0):
 # -- predictions ---------------------------------------------------------------------------
 
 @probe("prediction_collapse")
-def prediction_collapse(ctx, *, min_std_ratio: float = 0.01, max_spread_to_margin: float = 0.05):
+def prediction_collapse(ctx, *, min_std_ratio: float = 0.01, max_spread_to_margin: float = 0.05,
+                        max_top_share: float = 0.9):
     """Predictions barely vary across the batch compared with the targets (seed 001: 0.0001 vs 0.28).
 
-    Regression: mean per-output std across the batch below 1% of the targets' std. Classification:
-    one predicted class for the whole batch while the labels have several, and the logits' spread
-    across the batch below 5% of the top-1/top-2 margin (no input could change the prediction). At
+    Regression: mean per-output std across the batch below 1% of the targets' std. Class labels, one
+    per example or one per token: one class predicted at 90% or more of the labelled positions while
+    the labels vary more (entropy and top share of both are quoted), and the logits' spread across
+    the positions below 5% of the top-1/top-2 margin (no input could change the prediction). At
     initialisation a transformer with mean pooling can predict one class for a whole batch with a
-    spread/margin of 0.38 (measured on tests/probes' SmallTransformer, seed 5): that is not collapse.
+    spread/margin of 0.38 (measured on tests/probes' SmallTransformer, seed 5), and a language model
+    early in training predicts its most frequent token almost everywhere with a small margin (the
+    unigram phase): neither is collapse.
     """
     pred, t = ctx.base.pred, ctx.targets
     n = batch_size(ctx.inputs) or 0
     if pred is None or t is None or n < 2 or pred.shape[0] != n:
         yield Skip("prediction_collapse", "needs predictions and targets for a batch of at least 2")
         return
-    labels = class_labels(ctx)
+    view = class_view(ctx)
     p = pred.detach().float()
-    if labels is not None and p.dim() == 2 and p.shape[1] >= 2 and t.shape[0] == n:
-        lab = t.reshape(-1)
-        lab = lab[lab != -100]
-        n_label = int(lab.unique().numel())
-        pc = p.argmax(dim=1)
-        n_pred = int(pc.unique().numel())
-        spread = float(p.std(dim=0).mean())
-        top2 = p.topk(2, dim=1).values
-        margin = float((top2[:, 0] - top2[:, 1]).mean())
-        if n_pred == 1 and n_label >= 2 and spread < max_spread_to_margin * margin:
-            yield Finding(
-                "prediction_collapse", "warning",
-                f"Every example in the batch is predicted as class {int(pc[0])} ({n_label} classes in the labels)",
-                metric="predictions",
-                evidence={"predicted_classes": n_pred, "label_classes": n_label, "predicted_class": int(pc[0]),
-                          "logit_std_across_batch": r4(spread), "mean_top1_top2_margin": r4(margin),
-                          "spread_to_margin": r4(spread / margin),
-                          "thresholds": {"max_spread_to_margin": max_spread_to_margin,
-                                         "collapse_when": "1 predicted class and logit std < ratio x margin"}},
-                explanation=("The logits vary across inputs by a small fraction of the gap between the top two classes, "
-                             "so no input in the batch can change the prediction: the model outputs a "
-                             "constant, usually the majority class or whatever a large bias prefers."),
-                fixes=_collapse_fixes(),
-            )
+    if view is not None:
+        yield from _class_collapse(view, max_spread_to_margin, max_top_share)
         return
     if not t.is_floating_point() or t.shape[0] != n or p.numel() != t.numel():
         yield Skip("prediction_collapse", f"outputs {tuple(p.shape)} and targets {tuple(t.shape)} are not comparable")
@@ -321,6 +418,48 @@ def prediction_collapse(ctx, *, min_std_ratio: float = 0.01, max_spread_to_margi
                      "The loss then settles where a constant (the mean or median target) is optimal; "
                      "the features are ignored, or a saturated head squashes everything to one value."),
         fixes=_collapse_fixes(),
+    )
+
+
+def _class_collapse(view, max_spread_to_margin: float, max_top_share: float):
+    if view.labels.numel() < 2:
+        yield Skip("prediction_collapse", f"only {view.labels.numel()} labelled position(s) in the batch")
+        return
+    logits = view.logits
+    predicted = distribution(logits.argmax(dim=1))
+    labels = distribution(view.labels)
+    spread = float(logits.std(dim=0).mean())
+    top2 = logits.topk(2, dim=1).values
+    margin = float((top2[:, 0] - top2[:, 1]).mean())
+    if not (predicted["top_share"] >= max_top_share and labels["distinct"] >= 2
+            and labels["top_share"] < predicted["top_share"] and spread < max_spread_to_margin * margin):
+        return
+    unit, where = ("token", "labelled positions") if view.sequence else ("class", "examples")
+    n = int(view.labels.numel())
+    pct = r4(100 * predicted["top_share"])
+    if pct == 100.0 and not view.sequence:
+        title = f"Every example in the batch is predicted as class {predicted['top']} ({labels['distinct']} classes in the labels)"
+    else:
+        title = (f"The model predicts {unit} {predicted['top']} at {pct}% of the {n} {where} (prediction entropy "
+                 f"{r4(predicted['entropy'])} nats vs {r4(labels['entropy'])} for the labels)")
+    yield Finding(
+        "prediction_collapse", "warning", title, metric="predictions",
+        evidence={"predicted_classes": predicted["distinct"], "label_classes": labels["distinct"],
+                  "predicted_class": predicted["top"], "predicted_top_share": r4(predicted["top_share"]),
+                  "label_top_share": r4(labels["top_share"]), "label_top_class": labels["top"],
+                  "prediction_entropy_nats": r4(predicted["entropy"]), "label_entropy_nats": r4(labels["entropy"]),
+                  "positions": n, "per_example": view.per_example, "num_classes": view.num_classes,
+                  "logit_std_across_batch": r4(spread), "mean_top1_top2_margin": r4(margin),
+                  "spread_to_margin": r4(spread / margin),
+                  "thresholds": {"max_spread_to_margin": max_spread_to_margin, "max_top_share": max_top_share,
+                                 "collapse_when": "top predicted share >= max_top_share, above the labels' top "
+                                                  "share, and logit std < ratio x margin"}},
+        explanation=(f"The logits vary across the {where} by a small fraction of the gap between the top two "
+                     f"{unit}s, so no input in the batch can change the prediction: the model outputs a constant, "
+                     "usually the most frequent label or whatever a large output bias prefers."),
+        fixes=(Fix("Look at the output layer's bias and scale: one entry far above the others decides every "
+                   "prediction", "a bias that dominates the logits hides what the features say",
+                   "print(head.bias.topk(5), head.weight.norm(dim=1).topk(5))"),) + _collapse_fixes(),
     )
 
 
@@ -420,11 +559,12 @@ def output_range_mismatch(ctx, *, max_outside: float = 0.01):
 def double_softmax(ctx, *, tolerance: float = 1e-4):
     """Probabilities (rows in [0, 1] summing to 1) fed to CrossEntropyLoss, which applies log-softmax itself."""
     kind, pred = loss_kind(ctx), ctx.base.pred
-    if kind != "ce" or pred is None or pred.dim() < 2:
+    view = class_view(ctx) if kind in (None, "ce") else None
+    if (kind != "ce" and view is None) or pred is None or pred.dim() < 2:
         yield Skip("double_softmax", "applies to a cross-entropy loss on class scores")
         return
     p = pred.float()
-    dim = 1 if ctx.loss_fn is not None else -1
+    dim = view.class_dim if view is not None else 1 if ctx.loss_fn is not None else -1
     sums = p.sum(dim=dim)
     lo, hi = float(p.min()), float(p.max())
     err = float((sums - 1).abs().max())

@@ -37,7 +37,8 @@ def weak_loss_gradient(ctx, *, min_slope_ratio: float = 0.1, jump_factor: float 
 
     t, base = ctx.targets, ctx.base
     if ctx.loss_fn is None or t is None or base.pred is None:
-        yield Skip("weak_loss_gradient", "needs loss_fn= and targets")
+        yield Skip("weak_loss_gradient", "applies to a loss_fn= with targets (the model computes its own loss)"
+                   if base.loss_source == "model" else "needs loss_fn= and targets")
         return
     if not t.is_floating_point() or base.pred.shape != t.shape or loss_kind(ctx) in ("ce", "nll", "bce",
                                                                                     "bce_logits"):
