@@ -18,8 +18,8 @@ from ..finding import Finding, Fix, Skip
 from ..history import RunHistory, Series
 from ..registry import detector
 from ._sources import KARPATHY, SMITH, ZHANG
-from ._util import chance_loss, fmt, linear_slope, noise_scale, sig, smooth, xval
-from .plateau import class_count
+from ._util import chance_loss, fmt, linear_slope, noise_scale, sig, xval
+from .plateau import class_count, median_at
 
 
 @detector("underfitting", requires=(("train_loss", "train_accuracy"),))
@@ -157,11 +157,11 @@ def _late(s: Series, last_share, k_noise, min_late_share) -> dict:
     n = v.size
     x = s.x(s.unit)
     w = max(3, (n // 20) | 1)
-    sm = smooth(v, w)
     i0 = max(0, min(n - 2, int(round(n * (1 - last_share)))))
     sign = -1.0 if s.higher_is_better else 1.0
-    late = sign * (float(sm[i0]) - float(sm[-1]))
-    total = sign * (float(sm[0]) - float(sm[-1]))
+    s0, s_i0, s_end = (median_at(v, i, w) for i in (0, i0, -1))  # running medians there
+    late = sign * (s_i0 - s_end)
+    total = sign * (s0 - s_end)
     noise = noise_scale(v)
     noise_sm = noise * 1.25 / math.sqrt(w)
     share = late / total if total > 0 else 0.0

@@ -75,6 +75,26 @@ def plateau_start(values: np.ndarray, noise: float, k: float = 3.0, higher_is_be
     return None
 
 
+def median_at(values: np.ndarray, i: int, window: int) -> float:
+    """The centred running median at index i, its window cut off at the ends (what
+    `smooth(values, window)[i]` is), without smoothing the whole series for one point."""
+    h = window // 2
+    n = values.size
+    i = i if i >= 0 else n + i
+    return float(np.median(values[max(0, i - h): min(n, i + h + 1)]))
+
+
+def strided_range(values: np.ndarray, window: int) -> float:
+    """The range (max - min) of the running median over `window` points, sampled every quarter
+    window: linear in the length, what the evidence's "moved" needs."""
+    n = values.size
+    if n <= window:
+        return float(np.ptp([median_at(values, i, window) for i in range(n)])) if n else 0.0
+    stride = max(1, window // 4)
+    meds = [float(np.median(values[j:j + window])) for j in range(0, n - window + 1, stride)]
+    return float(np.ptp(meds))
+
+
 def class_count(history: RunHistory) -> tuple[int | None, str]:
     """Class count from hparams, else from an accuracy stuck at 1/C; with where it came from."""
     c = classes_from_hparams(history.hparams)
@@ -166,7 +186,6 @@ def _judge(s: Series, history: RunHistory, memo: dict, p: dict) -> dict | None:
     n = len(s)
     hib = s.higher_is_better
     w = max(3, (n // 20) | 1)
-    sm = smooth(v, w)
     noise = noise_scale(v)
     start = plateau_start(v, noise, p["k_noise"], hib)
     if start is None:
@@ -180,7 +199,7 @@ def _judge(s: Series, history: RunHistory, memo: dict, p: dict) -> dict | None:
     # Where it started: the smoothed first point, a median over the first ~2.5% of the run.
     # A drop inside those first points (fitting the output bias, the mean target: Karpathy,
     # "A Recipe for Training Neural Networks", 2019) is not learning the task.
-    first = float(sm[0])
+    first = median_at(v, 0, w)
     gain = (level - first) if hib else (first - level)
     # How much of the way it came: a loss relative to its first level; an accuracy relative to
     # its first *error* (1 - acc, or 100 - acc in %), so 0.84 -> 0.96 removes 75% of the errors.
@@ -192,7 +211,7 @@ def _judge(s: Series, history: RunHistory, memo: dict, p: dict) -> dict | None:
     rose = gain < -p["k_noise"] * sm_noise
     j = {"start": start, "flat": flat, "share": share, "third": third, "level": level,
          "first": first, "gain": gain, "learned": learned, "top": top, "noise": noise, "w": w,
-         "moved": float(np.ptp(sm[start:])), "rose": rose,
+         "moved": strided_range(v[start:], w), "rose": rose,
          "thr": p["k_noise"] * noise * 1.25 * math.sqrt(2.0 / third)}
     n_classes, tol = p["n_classes"], p["chance_tol"]
     j["at_chance"] = False
