@@ -19,6 +19,7 @@ __all__ = [
     "diagnose",
     "probe",
     "compare",
+    "watch",
     "load",
     "load_runs",
     "Finding",
@@ -48,3 +49,18 @@ def probe(model, batch, **kwargs):
     from .probes import probe as _probe
 
     return _probe(model, batch, **kwargs)
+
+
+def watch(model, optimizer=None, **kwargs):
+    """Record a live PyTorch training loop, warn on each new finding, report at the end (needs torch).
+
+    with td.watch(model, optimizer, logdir="runs/exp1") as w: ...; w.step(loss=loss, outputs=out, targets=y)
+    Options: on_finding="log" | "raise" | "stop", stop_on, every, deep_every, depth, nan_guard,
+    mirror (a SummaryWriter or logger), everything=True (all statistics every step).
+    """
+    from .errors import require
+
+    require("torch", "torch", "traindoctor.watch")
+    from .integrations import watch as _watch
+
+    return _watch(model, optimizer, **kwargs)

@@ -208,6 +208,23 @@ _OTHER: dict[str, dict] = {
         ["Adjust the LR toward a ratio around 1e-3"],
         [CS231N],
     ),
+    # -- live (watch) ---------------------------------------------------------------------
+    "rank_divergence": _e(
+        "curve", "DDP ranks disagree: a NaN on one rank, losses or gradient norms apart, a stalled rank",
+        "Under DDP every rank holds the same weights and, after the all-reduce, the same gradients. A NaN "
+        "on one rank only is that rank's data or numerics (and it spreads to all through the all-reduce); "
+        "gradient norms that differ mean the gradients are not averaged and the replicas drift; losses far "
+        "apart mean the ranks see different data; a rank waiting much longer for data slows every rank.",
+        "From the per-rank series `traindoctor.watch` gathers to rank 0 (rank/<r>/train_loss, grad_norm, "
+        "data_time): the first step with a loss finite on some ranks and not others; medians over the last "
+        "steps compared across ranks (loss ratio and gap against the step-to-step noise, relative gradient "
+        "norm difference, data-wait time against the other ranks').",
+        ["Check the batch the NaN rank had at that step for NaN/Inf",
+         "Wrap the model in DDP before building the optimizer; use a DistributedSampler with set_epoch",
+         "Give a stalling rank's DataLoader more workers, or check its node"],
+        ["PyTorch DDP notes: https://pytorch.org/docs/stable/notes/ddp.html",
+         "PyTorch DistributedSampler docs: https://pytorch.org/docs/stable/data.html#torch.utils.data.distributed.DistributedSampler"],
+    ),
     # -- meta -----------------------------------------------------------------------------
     "internal_error": _e(
         "meta", "a check crashed (a traindoctor bug)",

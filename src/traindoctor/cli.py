@@ -1,4 +1,4 @@
-"""Command line: traindoctor diagnose | probe | compare | explain | list | demo.
+"""Command line: traindoctor diagnose | watch | probe | compare | explain | list | demo.
 
 Exit status: 0 no finding at or above --fail-on (default error), 1 there is one,
 2 bad usage or unreadable input (one line naming the file), 3 a bug in traindoctor.
@@ -33,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a series' role, e.g. --role val/epe=val_loss (repeatable)")
     d.add_argument("--show-series", action="store_true", help="list the series read and their roles")
     add_output_flags(d)
+
+    w = sub.add_parser("watch", help="follow a running job's logs like tail -f; say each finding as it appears")
+    from .follow import add_arguments
+
+    add_arguments(w)
+    add_output_flags(w)
 
     p = sub.add_parser("probe", help="run side-effect-free checks on a live model and one batch")
     p.add_argument("target", help="path/to/file.py:factory, where factory() returns (model, batch, loss_fn, optimizer)")
@@ -88,6 +94,8 @@ def _dispatch(args) -> int:
         return cmd_list(args)
     if args.command == "probe":
         from .probes.cli import command
+    elif args.command == "watch":
+        from .follow import command
     elif args.command == "compare":
         from .compare import command
     elif args.command == "explain":
