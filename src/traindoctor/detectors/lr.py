@@ -14,6 +14,7 @@ import numpy as np
 from ..finding import Finding, Fix, Skip
 from ..history import RunHistory, Series
 from ..registry import detector
+from ._sources import GOYAL, PLATEAU_DOCS, SMITH
 from ._util import fmt, robust_noise, rolling_median, sig, smooth_window, xval
 
 
@@ -194,3 +195,17 @@ def lr_schedule(
                       "the LR drop alone does not explain a rising loss", None)])
         yield Finding("lr_schedule", "warning", title, lr_raw.name, bev,
                       (c["step"], c["step"]), explanation, fixes)
+
+
+# What the check means, how it decides and what fixes it: `traindoctor explain` reads this.
+DOCS = {
+    "lr_schedule": {
+        "summary": "what the learning-rate changes did to the loss",
+        "meaning": "Relates each LR change (decay, warmup end, restart) to how the loss responded, "
+                   "e.g. the loss only improves after the LR was cut, so the initial LR was too high.",
+        "detection": "Detects steps where the logged LR changes and compares the loss medians "
+                     "before and after over the same number of points.",
+        "fixes": ["Start from the LR that worked", "Use warmup or a schedule that decays earlier"],
+        "sources": [SMITH, PLATEAU_DOCS, GOYAL],
+    },
+}
