@@ -13,7 +13,7 @@ could reach with standard tools on the same file in the same run.
 | hf            | trainer_state.json: 200k log_history rows (5 numbers:    | json.load + a loop over rows  |
 |               | loss, grad_norm, learning_rate, epoch, step), 21 MB      |                               |
 | detectron2    | metrics.json: 100k JSON lines x 10 scalars               | json.loads per line           |
-| mmengine      | vis_data/scalars.json: 200k JSON lines x 5 scalars       | json.loads per line           |
+| mmengine      | vis_data/scalars.json: 167k JSON lines x 6 scalars       | json.loads per line           |
 | jsonl         | metrics.jsonl: 250k lines x 4 metrics                    | json.loads per line           |
 | text          | key=value text log: 1M lines x 3 metrics, 63 MB          | one compiled regex finditer   |
 |               | (`step=1 loss=0.63 lr=4.6e-04 grad_norm=0.35 epoch=0`)   | over the text, float() each   |

@@ -80,6 +80,104 @@ def test_missing_run_is_one_line_and_exit_2(tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1 and "nope" in proc.stderr
 
 
+def _train_digits(out, *, wrong_targets: bool, epochs: int = 12, seed: int = 0):
+    """A small MLP on digits, logged per epoch with an evaluation before training (as many
+    scripts do). With wrong_targets the loss is fed the model's own predictions instead of the
+    labels (a real bug: the loss falls to ~0 while accuracy stays at chance)."""
+    import numpy as np
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+    from sklearn.datasets import load_digits
+
+    out.mkdir(parents=True)
+    torch.manual_seed(seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    x, y = load_digits(return_X_y=True)
+    order = np.random.default_rng(seed).permutation(len(x))
+    x, y = torch.tensor(x[order] / 16.0, dtype=torch.float32), torch.tensor(y[order])
+    xv, yv, xt, yt = x[:400], y[:400], x[400:], y[400:]
+    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+
+    def loss_fn(logits, target):
+        return F.cross_entropy(logits, logits.argmax(1).detach() if wrong_targets else target)
+
+    def evaluate():
+        with torch.no_grad():
+            logits = model(xv)
+            return float(loss_fn(logits, yv)), float((logits.argmax(1) == yv).float().mean())
+
+    (out / "hparams.json").write_text(json.dumps({"num_classes": 10, "wrong_targets": wrong_targets}))
+    try:
+        with open(out / "metrics.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["epoch", "val_loss", "val_acc"])
+            w.writerow([0, *(f"{v:.6g}" for v in evaluate())])
+            for epoch in range(1, epochs + 1):
+                perm = torch.randperm(len(xt))
+                for i in range(0, len(xt), 64):
+                    idx = perm[i: i + 64]
+                    loss = loss_fn(model(xt[idx]), yt[idx])
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                w.writerow([epoch, *(f"{v:.6g}" for v in evaluate())])
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+@pytest.fixture(scope="module")
+def bug_and_fix(tmp_path_factory):
+    pytest.importorskip("torch")
+    pytest.importorskip("sklearn")
+    root = tmp_path_factory.mktemp("bugfix")
+    return (_train_digits(root / "a" / "bug", wrong_targets=True),
+            _train_digits(root / "b" / "fix", wrong_targets=False))
+
+
+@pytest.mark.slow
+def test_a_run_whose_loss_is_meaningless_is_never_crowned(bug_and_fix):
+    bug, fix = bug_and_fix
+    losses = {p: _column(p, "val_loss") for p in bug_and_fix}
+    accs = {p: _column(p, "val_acc") for p in bug_and_fix}
+    assert min(losses[bug]) < min(losses[fix]) / 100  # the bug's loss "wins" by two orders...
+    assert max(accs[bug]) < 0.2 < 0.9 < max(accs[fix])  # ...at chance accuracy
+    c = compare(bug_and_fix)
+    s_bug, s_fix = c.runs
+    assert s_bug.metric == s_fix.metric == "val_loss"
+    assert s_bug.not_ranked and s_bug.not_ranked.startswith("metric_disagreement")
+    assert s_fix.not_ranked is None
+    assert c.best_run() is s_fix
+    text = str(c)
+    assert f"best: {s_fix.name}" in text and f"not ranked: {s_bug.name}" in text
+    data = c.to_dict()
+    assert data["best_run"] == s_fix.name and data["runs"][0]["ranked"] is False
+    # no healthy run to crown: nobody is best
+    assert compare([bug]).best_run() is None
+
+
+@pytest.mark.slow
+def test_runs_are_judged_on_the_validation_metric_they_all_logged(bug_and_fix, tmp_path):
+    # the fixed run again, but with only its accuracy logged: both are judged on val_acc
+    _, fix = bug_and_fix
+    only_acc = tmp_path / "acc_only"
+    only_acc.mkdir()
+    with open(fix / "metrics.csv", newline="") as fh:
+        rows = [{"epoch": r["epoch"], "val_acc": r["val_acc"]} for r in csv.DictReader(fh)]
+    with open(only_acc / "metrics.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, ["epoch", "val_acc"])
+        w.writeheader()
+        w.writerows(rows)
+    c = compare([fix, only_acc])
+    assert [r.metric for r in c.runs] == ["val_acc", "val_acc"]
+    assert all(r.higher_is_better for r in c.runs)
+    assert c.runs[0].best_value == pytest.approx(max(_column(fix, "val_acc")), rel=1e-3)
+    assert c.best_run() is not None  # the same numbers: either may be best, but one is
+
+
 def test_td_compare_stays_callable_after_the_compare_module_is_imported():
     """Importing traindoctor.compare (which td.compare itself does) must not rebind td.compare."""
     import importlib

@@ -31,7 +31,8 @@ def test_finding_to_dict_has_exactly_the_contract_keys_and_is_json_safe():
                    {"first_step": np.int64(3), "value": float("nan"), "window": np.array([1.0, 2.0])},
                    steps=(np.float64(0), 3), fixes=[{"action": "lower the LR", "why": "it exploded"}])
     d = f.to_dict()
-    assert list(d) == ["code", "severity", "title", "metric", "evidence", "steps", "explanation", "fixes"]
+    assert list(d) == ["code", "severity", "title", "metric", "evidence", "steps", "explanation", "fixes",
+                       "explained_by"]
     assert d["severity"] == "error" and d["evidence"]["value"] == "nan" and d["evidence"]["first_step"] == 3
     assert d["fixes"][0] == {"action": "lower the LR", "why": "it exploded", "code": None}
     json.dumps(d, allow_nan=False)

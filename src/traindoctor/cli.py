@@ -1,4 +1,4 @@
-"""Command line: traindoctor diagnose | probe | compare | explain | list | demo.
+"""Command line: traindoctor diagnose | watch | probe | compare | explain | list | demo.
 
 Exit status: 0 no finding at or above --fail-on (default error), 1 there is one,
 2 bad usage or unreadable input (one line naming the file), 3 a bug in traindoctor.
@@ -8,40 +8,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import sys
-from pathlib import Path
 
 from . import __version__
+from ._cli_common import EXIT_BUG, EXIT_INPUT, EXIT_OK, Parser, add_output_flags, codes, emit, fails
 from .errors import TraindoctorError
-
-EXIT_OK, EXIT_FINDINGS, EXIT_INPUT, EXIT_BUG = 0, 1, 2, 3
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line and exit 2, like every other bad input
-        self.exit(EXIT_INPUT, f"traindoctor: {message} (see `traindoctor {self.prog.split()[-1]} --help`)\n")
-
-
-def _codes(text: str | None) -> list[str]:
-    return [c.strip() for c in (text or "").split(",") if c.strip()]
-
-
-def _add_output_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--md", metavar="FILE", help="write a Markdown report ('-' for stdout)")
-    p.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
-    p.add_argument("--only", metavar="CODE,..", help="keep only these finding codes")
-    p.add_argument("--ignore", metavar="CODE,..", help="drop these finding codes")
-    p.add_argument("--fail-on", choices=("info", "warning", "error"), default="error",
-                   help="exit 1 when a finding is at or above this severity (default: error)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="traindoctor", description=__doc__.split("\n")[0])
+    parser = Parser(prog="traindoctor", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"traindoctor {__version__}")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", parser_class=Parser, metavar="COMMAND")
 
     d = sub.add_parser("diagnose", help="read a run's logs and find what went wrong")
     d.add_argument("path", nargs="?",
@@ -54,17 +32,23 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--role", action="append", default=[], metavar="NAME=ROLE",
                    help="override a series' role, e.g. --role val/epe=val_loss (repeatable)")
     d.add_argument("--show-series", action="store_true", help="list the series read and their roles")
-    _add_output_flags(d)
+    add_output_flags(d)
+
+    w = sub.add_parser("watch", help="follow a running job's logs like tail -f; say each finding as it appears")
+    from .follow import add_arguments
+
+    add_arguments(w)
+    add_output_flags(w)
 
     p = sub.add_parser("probe", help="run side-effect-free checks on a live model and one batch")
     p.add_argument("target", help="path/to/file.py:factory, where factory() returns (model, batch, loss_fn, optimizer)")
     p.add_argument("--budget", type=float, default=None, help="time budget in seconds")
-    _add_output_flags(p)
+    add_output_flags(p)
 
     c = sub.add_parser("compare", help="several runs side by side: what changed, what helped")
     c.add_argument("paths", nargs="+", help="run folders or log files, an mlflow.db, an MLflow server URL")
     c.add_argument("--experiment", metavar="NAME", help="MLflow: compare the runs of this experiment")
-    _add_output_flags(c)
+    add_output_flags(c)
 
     e = sub.add_parser("explain", help="what a finding code means, how it is detected, what fixes it")
     e.add_argument("code")
@@ -110,6 +94,8 @@ def _dispatch(args) -> int:
         return cmd_list(args)
     if args.command == "probe":
         from .probes.cli import command
+    elif args.command == "watch":
+        from .follow import command
     elif args.command == "compare":
         from .compare import command
     elif args.command == "explain":
@@ -155,7 +141,7 @@ def cmd_diagnose(args) -> int:
             r = run.with_roles({k: v for k, v in roles.items() if k in run.series}) if roles else run
         except (KeyError, ValueError) as exc:
             raise InputError(args.path, str(exc).strip("'\"")) from None
-        reports.append(diagnose(r).filtered(_codes(args.only), _codes(args.ignore)))
+        reports.append(diagnose(r).filtered(codes(args.only), codes(args.ignore)))
     if roles and not any(set(roles) <= set(run.series) for run in runs):
         missing = sorted(set(roles) - set().union(*(run.series for run in runs)))
         if missing:
@@ -164,7 +150,7 @@ def cmd_diagnose(args) -> int:
     if listed and not args.json and getattr(args, "md", None) != "-":
         print(run_listing(runs))
     emit(reports, args)
-    return EXIT_FINDINGS if any(r.fails(args.fail_on) for r in reports) else EXIT_OK
+    return fails(reports, args)
 
 
 def _target(path: str | None) -> str:
@@ -228,35 +214,6 @@ def _stderr_console():
     from rich.console import Console
 
     return Console(stderr=True)
-
-
-def emit(reports, args) -> None:
-    """Write reports as the flags ask: terminal (default), --json, --md, --html."""
-    if getattr(args, "md", None):
-        text = "\n\n---\n\n".join(r.to_markdown() for r in reports)
-        if args.md == "-":
-            sys.stdout.write(text + "\n")
-        else:
-            Path(args.md).write_text(text, encoding="utf-8")
-    if getattr(args, "html", None):
-        if len(reports) == 1:
-            reports[0].save_html(args.html)
-        else:
-            from .render.html import render_html_many
-
-            Path(args.html).write_text(render_html_many(reports), encoding="utf-8")
-    if getattr(args, "json", False):
-        if len(reports) == 1:
-            print(reports[0].to_json())
-        else:
-            from .finding import json_safe
-
-            print(json.dumps({"traindoctor": __version__, "runs": [r.to_dict() for r in reports]},
-                             indent=2, default=json_safe))
-    elif getattr(args, "md", None) != "-":
-        from .render.terminal import print_reports
-
-        print_reports(reports, show_series=getattr(args, "show_series", False))
 
 
 def cmd_list(args) -> int:

@@ -16,13 +16,22 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from .finding import Report, json_safe
+from .finding import Report, Severity, json_safe
 from .history import flatten_names
 
 __all__ = ["RunSummary", "Comparison", "compare", "command"]
 
-# the series a run is judged on, most preferred first (what early stopping would monitor)
-_MONITOR_ROLES = ("val_loss", "val_error", "val_accuracy", "train_loss")
+# the series a run is judged on, most preferred first (what early stopping would monitor): a
+# validation metric whenever one is logged; without one, a training accuracy before a training
+# loss (an accuracy means the same whatever loss a run used; losses of different runs may not)
+_MONITOR_ROLES = ("val_loss", "val_error", "val_accuracy", "train_accuracy", "train_error", "train_loss")
+# findings (at warning or above) that say a metric's numbers do not measure the task: a loss of 0
+# at chance accuracy, a negative cross-entropy, an accuracy above 1, a loss that never moved. A run
+# whose judged metric they concern is never crowned best, however good its number looks.
+_MEANINGLESS = ("metric_disagreement", "impossible_value", "loss_constant")
+# of those, the ones that condemn every series of the same kind (a wrong loss function makes every
+# loss the run logs meaningless, not only the one the finding is about)
+_WHOLE_KIND = ("metric_disagreement", "impossible_value")
 _MAX_HPARAM_VALUE = 60  # characters shown of one hparam value in tables
 
 
@@ -42,6 +51,7 @@ class RunSummary:
     codes: tuple[str, ...] = ()
     worst: str | None = None
     role: str = ""  # the metric's role (val_loss, val_accuracy, ...): runs compare only within one
+    not_ranked: str | None = None  # why this run cannot be crowned (its findings), or None
 
     def to_dict(self) -> dict:
         return json_safe({
@@ -51,6 +61,7 @@ class RunSummary:
             "best_value": self.best_value, f"best_{self.unit}": self.best_at,
             "final_value": self.final_value, f"final_{self.unit}": self.final_at,
             "points": self.points, "findings": list(self.codes), "worst": self.worst,
+            "ranked": self.not_ranked is None, "not_ranked_because": self.not_ranked,
         })
 
 
@@ -62,9 +73,13 @@ class Comparison:
     hparams_same: Mapping[str, Any]
 
     def best_run(self) -> RunSummary | None:
-        """The run with the best value, when all runs are judged on the same kind of metric."""
-        cands = [r for r in self.runs if r.best_value is not None]
-        if not cands or len({r.role for r in cands}) != 1:
+        """The run with the best value, when all runs are judged on the same kind of metric;
+        never one whose findings say that metric is meaningless."""
+        judged = [r for r in self.runs if r.best_value is not None]
+        if not judged or len({r.role for r in judged}) != 1:
+            return None
+        cands = [r for r in judged if r.not_ranked is None]
+        if not cands:
             return None
         return (max if cands[0].higher_is_better else min)(cands, key=lambda r: r.best_value)
 
@@ -118,12 +133,12 @@ def compare(paths_or_runs: Iterable, *, only=None, ignore=None, experiment: str 
                 label = str(item) if len(runs) == 1 else f"{item}/{run.run}" if run.run else str(item)
                 items.append((label, run))
     names = _unique_names([n for n, _ in items])
-    reports, summaries = [], []
-    for name, item in zip(names, items):
-        rep = item[1] if isinstance(item[1], Report) else diagnose(item[1])
-        rep = rep.filtered(only, ignore)
-        reports.append(rep)
-        summaries.append(_summarise(name, rep))
+    reports = []
+    for _, item in items:
+        rep = item if isinstance(item, Report) else diagnose(item)
+        reports.append(rep.filtered(only, ignore))
+    role = _common_role(reports)
+    summaries = [_summarise(name, rep, role) for name, rep in zip(names, reports)]
     differ, same = _hparam_diff([flatten_names(getattr(r.history, "hparams", {}) or {}, ".") for r in reports])
     return Comparison(tuple(summaries), tuple(reports), differ, same)
 
@@ -140,7 +155,35 @@ def _unique_names(names: list[str]) -> list[str]:
     return out
 
 
-def _summarise(name: str, rep: Report) -> RunSummary:
+def _roles(rep: Report) -> set[str]:
+    hist = rep.history
+    if hist is None:
+        return set()
+    return {r for r in _MONITOR_ROLES if (s := hist.primary(r)) is not None and len(s.finite())}
+
+
+def _common_role(reports: Sequence[Report]) -> str | None:
+    """The most preferred role every run logged, so all are judged on the same kind of metric."""
+    have = [_roles(r) for r in reports]
+    return next((r for r in _MONITOR_ROLES if have and all(r in h for h in have)), None)
+
+
+def _not_ranked(rep: Report, metric: str, role: str) -> str | None:
+    """Why the run's findings rule its judged metric out of the ranking, or None."""
+    from .history import split_role
+
+    kind = split_role(role)[1]
+    for f in rep.findings:
+        if f.code not in _MEANINGLESS or f.severity.rank < Severity.WARNING.rank or f.metric is None:
+            continue
+        other = rep.history.series.get(f.metric) if rep.history is not None else None
+        same_kind = other is not None and split_role(other.role)[1] == kind
+        if f.metric == metric or (f.code in _WHOLE_KIND and same_kind):
+            return f"{f.code}: {f.title}"
+    return None
+
+
+def _summarise(name: str, rep: Report, role: str | None = None) -> RunSummary:
     import numpy as np
 
     src = rep.source or {}
@@ -149,10 +192,11 @@ def _summarise(name: str, rep: Report) -> RunSummary:
     hist = rep.history
     s = None
     if hist is not None:
-        for role in _MONITOR_ROLES:
-            s = hist.primary(role)
-            if s is not None:
+        for r in ((role,) if role else ()) + _MONITOR_ROLES:
+            s = hist.primary(r)
+            if s is not None and len(s.finite()):
                 break
+            s = None
     if s is None:
         return RunSummary(name, str(src.get("path", "")), str(src.get("format", "")), None,
                           codes=codes, worst=worst)
@@ -170,7 +214,8 @@ def _summarise(name: str, rep: Report) -> RunSummary:
         best_value, best_at = _num(s.values[b]), _num(x[b])
         final_value, final_at = _num(s.values[idx[-1]]), _num(x[idx[-1]])
     return RunSummary(name, str(src.get("path", "")), str(src.get("format", "")), s.name, s.higher_is_better,
-                      unit, best_value, best_at, final_value, final_at, len(s), codes, worst, s.role)
+                      unit, best_value, best_at, final_value, final_at, len(s), codes, worst, s.role,
+                      _not_ranked(rep, s.name, s.role))
 
 
 def _num(v) -> float | int:
@@ -210,6 +255,7 @@ def _rows(c: Comparison) -> tuple[list[str], list[list[str]]]:
     for r in c.runs:
         at = f"{r.unit} {_v(r.best_at)}" if r.best_at is not None else "—"
         mark = " ★" if best is not None and r is best and len(c.runs) > 1 else ""
+        mark += " (not ranked)" if r.not_ranked else ""
         metric = f"{r.metric} ({'max' if r.higher_is_better else 'min'})" if r.metric else "—"
         fin = f"{_v(r.final_value)} ({r.unit} {_v(r.final_at)})" if r.final_value is not None else "—"
         rows.append([r.name + mark, metric, _v(r.best_value), at, fin, _codes_text(r.codes)])
@@ -239,6 +285,8 @@ def _plain(c: Comparison) -> str:
     best = c.best_run()
     if best is not None and len(c.runs) > 1:
         out += ["", f"best: {best.name} ({best.metric} {_v(best.best_value)} at {best.unit} {_v(best.best_at)})"]
+    out += [f"not ranked: {r.name}, its {r.metric} does not measure the task ({r.not_ranked})"
+            for r in c.runs if r.not_ranked]
     if c.hparams_differ:
         out += ["", "hyperparameters that differ:", table(*_hp_rows(c))]
     elif len(c.runs) > 1:
@@ -260,6 +308,8 @@ def _markdown(c: Comparison) -> str:
     if best is not None and len(c.runs) > 1:
         out += [f"Best: **{esc(best.name)}**, {esc(best.metric)} {_v(best.best_value)} at {best.unit} "
                 f"{_v(best.best_at)}.", ""]
+    out += [f"Not ranked: **{esc(r.name)}**, its {esc(r.metric)} does not measure the task "
+            f"({esc(r.not_ranked)}).\n" for r in c.runs if r.not_ranked]
     if c.hparams_differ:
         out += ["## Hyperparameters that differ", "", *table(*_hp_rows(c)), ""]
     out += ["## Each run", "", ""]
@@ -278,6 +328,8 @@ def _html_table(c: Comparison) -> str:
     if best is not None and len(c.runs) > 1:
         out.append(f"<p>Best: <b>{escape(best.name)}</b>, {escape(str(best.metric))} "
                    f"{escape(_v(best.best_value))} at {best.unit} {escape(_v(best.best_at))}.</p>")
+    out += [f"<p>Not ranked: <b>{escape(r.name)}</b>, its {escape(str(r.metric))} does not measure the "
+            f"task ({escape(r.not_ranked)}).</p>" for r in c.runs if r.not_ranked]
     if c.hparams_differ:
         out.append("<h3>Hyperparameters that differ</h3>" + table(*_hp_rows(c)))
     out.append("</div>")
@@ -305,9 +357,9 @@ def _overlay(c: Comparison) -> str:
 
 # -- CLI ----------------------------------------------------------------------------------------
 def command(args) -> int:
-    from .cli import EXIT_FINDINGS, EXIT_OK, _codes
+    from ._cli_common import EXIT_FINDINGS, EXIT_OK, codes
 
-    c = compare(args.paths, only=_codes(args.only), ignore=_codes(args.ignore),
+    c = compare(args.paths, only=codes(args.only), ignore=codes(args.ignore),
                 experiment=getattr(args, "experiment", None))
     if args.md:
         if args.md == "-":

@@ -155,7 +155,7 @@ def run_demo(fault: str = DEFAULT_FAULT, out="traindoctor-demo", seed: int = 0):
 
 
 def command(args) -> int:
-    from .cli import EXIT_FINDINGS, EXIT_OK
+    from ._cli_common import EXIT_FINDINGS, EXIT_OK
     from .errors import InputError
 
     if args.list:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-__all__ = ["Severity", "Fix", "Finding", "Skip", "Report", "json_safe"]
+__all__ = ["Severity", "Fix", "Finding", "Skip", "Report", "json_safe", "cause_of", "root_cause_order"]
 
 
 class Severity(str, Enum):
@@ -90,6 +90,8 @@ class Finding:
     steps: tuple[float, float] | None = None
     explanation: str = ""
     fixes: tuple[Fix, ...] = ()
+    # the code of the root-cause finding that explains this one (it is listed under it)
+    explained_by: str | None = None
 
     def __post_init__(self) -> None:
         # Normalise cheaply so detectors may pass plain strings, lists and numpy values.
@@ -111,6 +113,7 @@ class Finding:
             "steps": list(self.steps) if self.steps is not None else None,
             "explanation": self.explanation,
             "fixes": [f.to_dict() for f in self.fixes],
+            "explained_by": self.explained_by,
         }
 
 
@@ -125,6 +128,42 @@ class Skip:
         return {"code": self.code, "reason": self.reason}
 
 
+def cause_of(f: Finding, findings) -> Finding | None:
+    """The finding that explains `f`: one with its `explained_by` code, on the same metric when
+    there is one, else the first (causes come most severe first)."""
+    if f.explained_by is None:
+        return None
+    causes = [c for c in findings if c is not f and c.code == f.explained_by]
+    return next((c for c in causes if c.metric == f.metric), causes[0] if causes else None)
+
+
+def root_cause_order(findings) -> list[Finding]:
+    """Root causes first, most severe first (stable within a severity), each followed by the
+    findings it explains, and those by what they explain in turn."""
+    ranked = sorted(findings, key=lambda f: -f.severity.rank)  # stable within a rank
+    children: dict[int, list[Finding]] = {}
+    roots = []
+    for f in ranked:
+        cause = cause_of(f, ranked)
+        if cause is None:
+            roots.append(f)
+        else:
+            children.setdefault(id(cause), []).append(f)
+    out: list[Finding] = []
+    placed: set[int] = set()
+
+    def place(f: Finding) -> None:
+        if id(f) not in placed:
+            placed.add(id(f))
+            out.append(f)
+            for c in children.get(id(f), ()):
+                place(c)
+
+    for f in roots + ranked:  # findings caught in a cycle of explanations come last, as peers
+        place(f)
+    return out
+
+
 @dataclass(frozen=True)
 class Report:
     """What diagnose, probe and compare return: findings plus what could not be checked."""
@@ -137,8 +176,7 @@ class Report:
     history: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        ordered = sorted(self.findings, key=lambda f: -f.severity.rank)  # stable within a rank
-        object.__setattr__(self, "findings", tuple(ordered))
+        object.__setattr__(self, "findings", tuple(root_cause_order(self.findings)))
         object.__setattr__(self, "skipped", tuple(self.skipped))
 
     # -- queries -------------------------------------------------------------------------
@@ -150,6 +188,22 @@ class Report:
 
     def has(self, code: str) -> bool:
         return any(f.code == code for f in self.findings)
+
+    @property
+    def headline(self) -> Finding | None:
+        """The root cause the report leads with (its first fix is the first thing to do)."""
+        return self.findings[0] if self.findings else None
+
+    def groups(self) -> list[tuple[Finding, list[Finding]]]:
+        """[(root cause, the findings it explains)], in report order. A finding whose cause is
+        not in the report (filtered out) stands as a root of its own."""
+        out: list[tuple[Finding, list[Finding]]] = []
+        for f in self.findings:
+            if out and f.explained_by is not None and cause_of(f, self.findings) is not None:
+                out[-1][1].append(f)
+            else:
+                out.append((f, []))
+        return out
 
     def worst(self) -> Severity | None:
         return max((f.severity for f in self.findings), key=lambda s: s.rank, default=None)

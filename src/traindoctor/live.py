@@ -55,6 +55,7 @@ class LiveDiagnosis:
         growth: float = 0.05,
         min_points: int = 1,
         clock: Callable[[], float] = time.monotonic,
+        cpu: Callable[[], float] | None = None,
     ) -> None:
         if not 0 < duty <= 1:
             raise ValueError(f"duty must be in (0, 1]; got {duty}")
@@ -67,6 +68,9 @@ class LiveDiagnosis:
         self.growth = growth
         self.min_points = max(1, int(min_points))
         self.clock = clock
+        # what a pass costs, by this clock (default: `clock`); `traindoctor watch`, a process of
+        # its own, passes time.process_time so that a busy machine's wall time does not count
+        self.cpu = cpu or clock
         self.seen: list[Finding] = []
         self.report: Report | None = None  # the latest full report
         self.runs = 0  # how many times the detectors ran
@@ -97,15 +101,15 @@ class LiveDiagnosis:
         from .engine import diagnose
 
         ignore = set(self.ignore) | (set() if final else set(END_OF_RUN_CODES))
-        t0 = self.clock()
+        c0 = self.cpu()
         report = diagnose(history, only=self.only or None, ignore=ignore or None,
                           params=self.params or None)
-        spent = max(self.clock() - t0, 0.0)
+        spent = max(self.cpu() - c0, 0.0)
         self.runs += 1
         self.seconds += spent
         self.report = report
         self._points_at_last = _points(history)
-        self._next_time = t0 + spent + spent / self.duty
+        self._next_time = self.clock() + spent / self.duty
         return self._new(report.findings)
 
     def _new(self, findings: Iterable[Finding]) -> list[Finding]:

@@ -171,4 +171,26 @@ def test_mmcv_and_mmengine_files_are_told_apart_by_content(tmp_path):
     b.write_text('{"env_info": "x"}\n{"mode": "train", "epoch": 1, "iter": 10, "loss": 1.0}\n')
     c = tmp_path / "c.json"
     c.write_text('{"step": 1, "value": 3}\n')  # no timing keys, not in vis_data: not MMEngine's
-    assert mm_reader._kind(a) == "mmengine" and mm_reader._kind(b) == "mmcv" and mm_reader._kind(c) is None
+    d = tmp_path / "d.json"
+    d.write_text('{"step": 1, "time": 3.5, "loss": 2.0}\n')  # a script's own log: no `iter`
+    assert mm_reader._kind(a) == "mmengine" and mm_reader._kind(b) == "mmcv"
+    assert mm_reader._kind(c) is None and mm_reader._kind(d) is None
+
+
+def test_only_the_runners_own_text_log_is_claimed(tmp_path):
+    """Beside vis_data/ the Runner writes <timestamp>.log, the same numbers in words: claimed, not
+    read twice. A user's own train.log there is not MMEngine's and is still read."""
+    from traindoctor.readers import READERS, _reader
+
+    stamp = tmp_path / "20240101_120000"
+    (stamp / "vis_data").mkdir(parents=True)
+    (stamp / "vis_data" / "scalars.json").write_text(
+        "".join(json.dumps({"lr": 0.1, "data_time": 0.01, "loss": 1.0 / i, "time": 0.1, "epoch": 1, "iter": i,
+                            "step": i}) + "\n" for i in range(1, 6)))
+    (stamp / "20240101_120000.log").write_text("2024/01/01 12:00:01 - mmengine - INFO - Epoch(train) [1][1/5]  "
+                                               "lr: 1.0000e-01  loss: 1.0000\n")
+    (stamp / "train.log").write_text("step=1 loss=0.9\nstep=2 loss=0.8\n")
+    units = mm_reader.discover(tmp_path)
+    assert stamp / "vis_data" in units and stamp / "20240101_120000.log" in units
+    assert stamp / "train.log" not in units
+    assert "textlog" in READERS and stamp / "train.log" in _reader("textlog").discover(tmp_path)

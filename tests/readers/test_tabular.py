@@ -288,20 +288,24 @@ def test_a_jittery_step_time_stays_a_step_time(tmp_path):
     "epoch,loss\n0,1.0\n1,0.9\n0,0.85\n1,0.8\n",  # two fits appended
     "iteration\tloss\n1\t0.9\n2\t0.8\n",
     "\n\nstep,perte_é,val\n0,1.5,\n1,1.25,2\n2,1.0",  # blank lines first, not ASCII, cut short
+    "epoch,loss,val_loss\r\r\n0,1.0,1.1\r\r\n1,0.8,0.9\r\r\n",  # csv.writer into a Windows text-mode file
+    "step,loss,val\n0,1.0,\n,,\n2,0.5,0.7\n",  # a row of empty cells
+    "step,loss,is_best\n0,1.0,True\n1,0.5,False\n",  # pandas would read True as 1.0
+    "step,loss\n0,1_000\n1,null\n2,N/A\n3,-Infinity\n",  # what float() and pandas each accept
 ])
 def test_fast_and_careful_csv_paths_agree(tmp_path, text):
     pytest.importorskip("pandas")
     from traindoctor.readers._tabular_util import read_csv_table
 
     f = tmp_path / "m.tsv" if "\t" in text else tmp_path / "m.csv"
-    f.write_text(text)
+    f.write_bytes(text.encode("utf-8"))  # as written: no newline translation
     fast, info_f = read_csv_table(f, text, expected="x", fast=True)
     slow, info_s = read_csv_table(f, text, expected="x", fast=False)
     assert info_f == info_s
     assert (fast.bad_rows, fast.first_bad_line, fast.good_rows, fast.restarts) == \
         (slow.bad_rows, slow.first_bad_line, slow.good_rows, slow.restarts)
     a, b = fast.series(), slow.series()
-    assert list(a) == list(b)
+    assert list(a) == list(b) and all(len(s) for s in a.values())
     for name in a:
         for attr in ("steps", "values", "epochs", "wall_times"):
             x, y = getattr(a[name], attr), getattr(b[name], attr)
@@ -339,3 +343,49 @@ def test_json_lines_read_alike_with_and_without_orjson(monkeypatch):
         lines, rows = tu.json_rows(text, table)
         got.append((lines, json.dumps(rows), table.bad_rows, table.first_bad_line))
     assert got[0] == got[1] and got[0][0] == [1, 2, 3, 4, 6] and got[0][2:] == (2, 5)
+
+
+def test_one_nested_row_is_flattened_and_ranks_run_across_chunks(tmp_path, monkeypatch):
+    """A single row nesting an object is found (more braces than rows); rows without a step or
+    epoch are numbered by their rank among logged rows, across the reader's chunks of lines."""
+    from traindoctor.readers import _tabular_util as tu
+
+    f = tmp_path / "m.jsonl"
+    f.write_text('{"step": 1, "loss": 1}\n{"step": 2, "opt": {"lr": 0.1}, "loss": 0.5}\n')
+    run = td.load(f)
+    assert run["opt/lr"].values.tolist() == [0.1] and run["loss"].steps.tolist() == [1, 2]
+    g = tmp_path / "n.jsonl"
+    g.write_text("".join(json.dumps({"loss": 1 / (i + 1)} if i % 4 else {"note": "x"}) + "\n" for i in range(30)))
+    chunks = tu.json_chunks
+    monkeypatch.setattr(tu, "json_chunks", lambda text, table: chunks(text, table, chunk=7))
+    monkeypatch.setattr(tabular, "json_chunks", tu.json_chunks)
+    loss = td.load(g)["loss"]
+    assert loss.steps.tolist() == list(range(22)) and loss.values.tolist() == [1 / (i + 1) for i in range(30) if i % 4]
+
+
+def _corpus_csvs():
+    import os
+    from pathlib import Path
+
+    root = Path(os.environ.get("TRAINDOCTOR_CORPUS", "/work/shared/corpus"))
+    if not root.is_dir():
+        return []
+    return sorted(f for f in root.rglob("*") if f.is_file() and tabular.sniff_table(f) == "csv")
+
+
+@pytest.mark.skipif(not _corpus_csvs(), reason="needs ../shared/corpus")
+def test_fast_and_careful_paths_agree_on_every_corpus_csv():
+    """Real CSVs as their authors committed them (CRLF, CR CR LF, padded ultralytics columns,
+    Lightning's sparse rows): the pandas path gives exactly what the row-by-row path gives."""
+    pytest.importorskip("pandas")
+    from traindoctor.readers._tabular_util import read_csv_table, read_text
+
+    for f in _corpus_csvs():
+        text, _ = read_text(f)
+        fast, _ = read_csv_table(f, text, expected="x", fast=True)
+        slow, _ = read_csv_table(f, text, expected="x", fast=False)
+        a, b = fast.series(), slow.series()
+        assert {n: len(s) for n, s in a.items()} == {n: len(s) for n, s in b.items()}, f
+        for name in a:
+            np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=str(f))
+            np.testing.assert_array_equal(a[name].steps, b[name].steps, err_msg=str(f))

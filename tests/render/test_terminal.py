@@ -14,14 +14,30 @@ class _Tty(io.StringIO):
         return True
 
 
-def test_plain_text_has_findings_numbers_and_fixes(overfit_report):
+def test_plain_text_leads_with_the_root_cause_its_numbers_and_first_fix(overfit_report):
     text = render_plain(overfit_report)
     of = overfit_report.get("overfitting")[0]
+    assert overfit_report.headline is of
     assert f"WARNING overfitting: {of.title}" in text
     assert f"best_value={of.evidence['best_value']}" in text
-    assert "fix 1:" in text
+    assert f"first thing to do: {of.fixes[0].action}" in " ".join(text.split())  # wrapped at 100
+    # the short form leaves explanations, thresholds and the other fixes to --verbose
+    assert "fix 1:" not in text and "thresholds:" not in text and of.explanation[:40] not in text
+    for f in overfit_report.findings[1:]:  # one line for every other finding
+        assert sum(f"{f.code}: {f.title}" in line for line in text.splitlines()) == 1
     assert "\x1b[" not in text
     assert str(overfit_report) == text
+
+
+def test_verbose_plain_text_has_explanations_thresholds_and_every_fix(overfit_report):
+    text = render_plain(overfit_report, verbose=True)
+    of = overfit_report.get("overfitting")[0]
+    assert f"WARNING overfitting: {of.title}" in text
+    flat = " ".join(text.split())
+    assert "thresholds: " in text and f"min_rel_rise={of.evidence['thresholds']['min_rel_rise']}" in flat
+    assert of.explanation in " ".join(text.split()) and "fix 1:" in text and "fix 2:" in text
+    for s in overfit_report.skipped:
+        assert f"{s.code}: {s.reason}" in text
 
 
 def test_print_reports_off_a_tty_is_plain(overfit_report):

@@ -7,6 +7,9 @@ wherever a statistic is computed, so a NaN in a crashed run cannot poison a nois
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import hashlib
 import math
 from collections.abc import Sequence
 
@@ -23,6 +26,9 @@ __all__ = [
     "robust_z",
     "smooth",
     "rolling_median",
+    "row_medians",
+    "window_medians",
+    "shared_medians",
     "ema",
     "improvement",
     "is_meaningful_improvement",
@@ -124,12 +130,41 @@ def rolling_median(values: np.ndarray, window: int, *, edges: str = "shrink") ->
         return _rolling_median_strided(v, half)
     pad = np.pad(v, (half, half), mode="constant", constant_values=np.nan)
     windows = np.lib.stride_tricks.sliding_window_view(pad, 2 * half + 1)
-    with np.errstate(all="ignore"):
-        import warnings
+    if n <= 2 * half:
+        return row_medians(windows)
+    # the windows that do not reach past an end are the series' own sliding medians
+    return np.concatenate([row_medians(windows[:half]), window_medians(v, 2 * half + 1),
+                           row_medians(windows[n - half :])])
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows -> NaN, on purpose
-            out = np.nanmedian(windows, axis=1)
+
+# Rows per block in row_medians: 65536 rows of a 51-point window is ~27 MB of scratch.
+_BLOCK = 1 << 16
+
+
+def row_medians(windows: np.ndarray) -> np.ndarray:
+    """`np.nanmedian(windows, axis=1)`, the same numbers, without its cost on long series.
+
+    nanmedian sorts a masked array (seconds on a million windows). Rows without a NaN take the
+    median by np.partition, block by block (what np.median does, so the values are identical,
+    the middle two averaged for an even width); only the rows holding a NaN (a crashed run's
+    tail, the padded edges) go through nanmedian. All-NaN rows give NaN, on purpose.
+    """
+    import warnings
+
+    rows, width = windows.shape
+    out = np.empty(rows)
+    k = width // 2
+    kth = [k - 1, k] if width % 2 == 0 else [k]
+    for lo in range(0, rows, _BLOCK):
+        block = np.array(windows[lo : lo + _BLOCK], dtype=np.float64)  # a copy: partition sorts in place
+        has_nan = np.isnan(block).any(axis=1)
+        block.partition(kth, axis=1)
+        med = block[:, k] if width % 2 else (block[:, k - 1] + block[:, k]) / 2.0
+        if has_nan.any():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows -> NaN
+                med[has_nan] = np.nanmedian(windows[lo : lo + _BLOCK][has_nan], axis=1)
+        out[lo : lo + med.size] = med
     return out
 
 
@@ -138,11 +173,10 @@ def _rolling_median_symmetric(v: np.ndarray, half: int) -> np.ndarray:
 
     n = v.size
     out = np.empty(n)
+    if n > 2 * half:
+        out[half : n - half] = window_medians(v, 2 * half + 1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows -> NaN, on purpose
-        if n > 2 * half:
-            windows = np.lib.stride_tricks.sliding_window_view(v, 2 * half + 1)
-            out[half : n - half] = np.nanmedian(windows, axis=1)
         for i in list(range(min(half, n))) + list(range(max(n - half, half), n)):
             h = min(i, n - 1 - i)
             out[i] = np.nanmedian(v[i - h : i + h + 1])
@@ -151,16 +185,62 @@ def _rolling_median_symmetric(v: np.ndarray, half: int) -> np.ndarray:
 
 def trailing_median(values: np.ndarray, window: int) -> np.ndarray:
     """Median of the `window` points *before* each point (NaN for the first one)."""
-    n = np.asarray(values).size
+    v = np.asarray(values, dtype=np.float64)
+    n = v.size
     out = np.full(n, np.nan)
     if n < 2:
         return out
-    padded = np.concatenate([np.full(window, np.nan), np.asarray(values, dtype=np.float64)])
-    windows = np.lib.stride_tricks.sliding_window_view(padded[:-1], window)[:n]
-    with np.errstate(all="ignore"):
-        valid = np.isfinite(windows).any(axis=1)
-        out[valid] = np.nanmedian(windows[valid], axis=1)
+    padded = np.concatenate([np.full(window, np.nan), v])
+    head = min(window, n)  # the first points see fewer than `window` points before them
+    out[:head] = row_medians(np.lib.stride_tricks.sliding_window_view(padded[: head + window - 1], window))
+    if n > window:  # the window before point i is v[i - window : i]
+        out[window:] = window_medians(v, window)[: n - window]
+    # a window with no finite value (only NaN/inf) has no level: NaN, not inf
+    finite = np.concatenate([[0], np.cumsum(np.isfinite(padded[:-1]))])
+    out[(finite[window : window + n] - finite[:n]) == 0] = np.nan
     return out
+
+
+# Sliding medians already computed in this `shared_medians()` block, by (series digest, width).
+# divergence, loss_spikes, oscillation, lr_schedule and metric_disagreement each smooth the same
+# training loss with the same window; on a million points each pass costs ~0.2 s.
+_SHARED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("traindoctor_medians", default=None)
+
+
+@contextlib.contextmanager
+def shared_medians():
+    """Within this block, `window_medians` of the same values and width is computed once.
+
+    The memo lives only as long as the block (diagnose opens one per run), is private to the
+    thread/context that opened it, and is keyed by a digest of the values: it never changes a
+    result, only how often it is computed.
+    """
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def window_medians(values: np.ndarray, width: int) -> np.ndarray:
+    """The median of every `width` consecutive points (NaNs skipped): n - width + 1 values,
+    the first one for values[0:width]. Read-only when shared (see `shared_medians`)."""
+    return _shared(("window", width), values,
+                   lambda v: row_medians(np.lib.stride_tricks.sliding_window_view(v, width)))
+
+
+def _shared(what: tuple, values: np.ndarray, compute) -> np.ndarray:
+    """compute(values), once per `shared_medians` block for the same values and `what`."""
+    v = np.ascontiguousarray(values, dtype=np.float64)
+    memo = _SHARED.get()
+    if memo is None or v.size < 10_000:  # short series are cheap: no memo
+        return compute(v)
+    key = (*what, v.size, hashlib.blake2b(memoryview(v).cast("B"), digest_size=16).digest())
+    if key not in memo:
+        out = compute(v)
+        out.flags.writeable = False  # callers share it: a write would corrupt the others
+        memo[key] = out
+    return memo[key]
 
 
 def smooth_window(n: int) -> int:
@@ -171,15 +251,14 @@ def smooth_window(n: int) -> int:
 
 
 def _rolling_median_strided(v: np.ndarray, half: int) -> np.ndarray:
-    # median over a centred window taken at most 31 points apart: exact enough for a trend
-    step = max(1, (2 * half + 1) // 31)
-    offsets = np.arange(-half, half + 1, step)
-    idx = np.clip(np.arange(v.size)[:, None] + offsets[None, :], 0, v.size - 1)
-    import warnings
+    # median over a centred window taken at most 31 points apart: exact enough for a trend.
+    # Edge-padding by `half` is the same as clipping the window's indices to the series.
+    def compute(v):
+        step = max(1, (2 * half + 1) // 31)
+        padded = np.pad(v, (half, half), mode="edge")
+        return row_medians(np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1)[:, ::step])
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmedian(v[idx], axis=1)
+    return _shared(("strided", half), v, compute).copy()
 
 
 def ema(values: np.ndarray, alpha: float = 0.1) -> np.ndarray:

@@ -17,8 +17,9 @@ import numpy as np
 from ..finding import Finding, Fix, Skip
 from ..history import RunHistory, Series
 from ..registry import detector
-from ._util import chance_loss, epoch_curve, fmt, linear_slope, noise_scale, sig, smooth, xval
-from .plateau import class_count
+from ._sources import KARPATHY, SMITH, ZHANG
+from ._util import chance_loss, fmt, linear_slope, noise_scale, sig, xval
+from .plateau import class_count, median_at
 
 
 @detector("underfitting", requires=(("train_loss", "train_accuracy"),))
@@ -40,7 +41,7 @@ def underfitting(
         raw = history.primary(role)
         if raw is None:
             continue
-        s = epoch_curve(raw, min_points)
+        s = raw.finite()  # every logged point: an epoch is a label on a point, never a bin
         if len(s) < min_points:
             yield Skip("underfitting", f"{raw.name} has {len(s)} finite points; needs {min_points}")
             continue
@@ -103,7 +104,7 @@ def slow_convergence(
     for raw in (train, val):
         if raw is None:
             continue
-        s = epoch_curve(raw, min_points)
+        s = raw.finite()  # every logged point: an epoch is a label on a point, never a bin
         if len(s) < min_points:
             yield Skip("slow_convergence", f"{raw.name} has {len(s)} finite points; needs {min_points}")
             continue
@@ -156,11 +157,11 @@ def _late(s: Series, last_share, k_noise, min_late_share) -> dict:
     n = v.size
     x = s.x(s.unit)
     w = max(3, (n // 20) | 1)
-    sm = smooth(v, w)
     i0 = max(0, min(n - 2, int(round(n * (1 - last_share)))))
     sign = -1.0 if s.higher_is_better else 1.0
-    late = sign * (float(sm[i0]) - float(sm[-1]))
-    total = sign * (float(sm[0]) - float(sm[-1]))
+    s0, s_i0, s_end = (median_at(v, i, w) for i in (0, i0, -1))  # running medians there
+    late = sign * (s_i0 - s_end)
+    total = sign * (s0 - s_end)
     noise = noise_scale(v)
     noise_sm = noise * 1.25 / math.sqrt(w)
     share = late / total if total > 0 else 0.0
@@ -170,3 +171,28 @@ def _late(s: Series, last_share, k_noise, min_late_share) -> dict:
     return {"series": s, "i0": i0, "late_gain": late, "total_gain": total, "noise": noise,
             "noise_smoothed": noise_sm, "share": share, "slope": slope, "steep": steep,
             "final": float(v[-1])}
+
+
+# What the check means, how it decides and what fixes it: `traindoctor explain` reads this.
+DOCS = {
+    "slow_convergence": {
+        "summary": "still improving steeply when the run ended",
+        "meaning": "Training was stopped while the loss was still going down fast: the run was too "
+                   "short or the LR too low.",
+        "detection": "The gain of the smoothed loss over the last 20% of the run against its noise "
+                     "and against the whole run's gain.",
+        "fixes": ["Train for more epochs", "Raise the LR (an LR range test tells how far)"],
+        "sources": [SMITH, KARPATHY],
+    },
+    "underfitting": {
+        "summary": "training loss stays high",
+        "meaning": "The model cannot even fit its training data: it lacks capacity, the LR is "
+                   "wrong, or the features/labels carry little signal (shuffled labels end here too).",
+        "detection": "Final training loss against the chance-level loss ln C, or the final training "
+                     "accuracy against 1/C, with C from hparams or a classification accuracy stuck "
+                     "at 1/C.",
+        "fixes": ["Check the model can overfit one batch (`traindoctor probe`)", "Add capacity",
+                  "Tune the LR with an LR range test", "Check labels are aligned with inputs"],
+        "sources": [KARPATHY, ZHANG],
+    },
+}

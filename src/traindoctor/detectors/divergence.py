@@ -13,6 +13,7 @@ import numpy as np
 from ..finding import Finding, Fix
 from ..history import RunHistory
 from ..registry import detector
+from ._sources import GOYAL, PASCANU, SMITH
 from ._util import (
     finite_or_skip,
     fmt,
@@ -124,3 +125,20 @@ def divergence(
             "sched = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.01, total_iters=500)"),
     ]
     yield Finding("divergence", "error", title, raw.name, ev, (best_x, last_x), explanation, fixes)
+
+
+# What the check means, how it decides and what fixes it: `traindoctor explain` reads this.
+DOCS = {
+    "divergence": {
+        "summary": "the loss trends upwards or explodes",
+        "meaning": "Training is unstable: the steps are too large for the curvature of the loss, "
+                   "so the loss grows instead of shrinking. Usually the learning rate is too high, "
+                   "or there is no warmup or gradient clipping.",
+        "detection": "The median of the last tenth of the training loss against its best smoothed "
+                     "value before it: 10 noise units above, and half the progress lost or 10x the "
+                     "best.",
+        "fixes": ["Lower the learning rate (try 3-10x lower)", "Add LR warmup",
+                  "Clip gradients: torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)"],
+        "sources": [SMITH, PASCANU, GOYAL],
+    },
+}

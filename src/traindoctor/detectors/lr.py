@@ -14,19 +14,23 @@ import numpy as np
 from ..finding import Finding, Fix, Skip
 from ..history import RunHistory, Series
 from ..registry import detector
+from ._sources import GOYAL, PLATEAU_DOCS, SMITH
 from ._util import fmt, robust_noise, rolling_median, sig, smooth_window, xval
 
 
 def constant_segments(values: np.ndarray, rtol: float = 1e-6) -> list[tuple[int, int]]:
     """[(first, last)] index ranges over which the LR does not change (relative tolerance)."""
-    segs, start = [], 0
-    for i in range(1, values.size):
-        prev = values[i - 1]
-        if abs(values[i] - prev) > rtol * max(abs(prev), abs(values[i]), 1e-30):
-            segs.append((start, i - 1))
-            start = i
-    segs.append((start, values.size - 1))
-    return segs
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        return [(0, -1)]
+    prev, cur = v[:-1], v[1:]
+    with np.errstate(invalid="ignore"):  # inf - inf and NaN compare False: no change, as before
+        scale = np.maximum(np.maximum(np.abs(prev), np.abs(cur)), 1e-30)
+        changed = np.abs(cur - prev) > rtol * scale
+    cuts = np.flatnonzero(changed) + 1  # vectorised: a per-point loop took seconds on 1M steps
+    starts = np.concatenate([[0], cuts])
+    ends = np.concatenate([cuts - 1, [v.size - 1]])
+    return list(zip(starts.tolist(), ends.tolist()))
 
 
 def loss_effect(loss: Series, step: float, lo: float, hi: float, *, max_points: int,
@@ -191,3 +195,17 @@ def lr_schedule(
                       "the LR drop alone does not explain a rising loss", None)])
         yield Finding("lr_schedule", "warning", title, lr_raw.name, bev,
                       (c["step"], c["step"]), explanation, fixes)
+
+
+# What the check means, how it decides and what fixes it: `traindoctor explain` reads this.
+DOCS = {
+    "lr_schedule": {
+        "summary": "what the learning-rate changes did to the loss",
+        "meaning": "Relates each LR change (decay, warmup end, restart) to how the loss responded, "
+                   "e.g. the loss only improves after the LR was cut, so the initial LR was too high.",
+        "detection": "Detects steps where the logged LR changes and compares the loss medians "
+                     "before and after over the same number of points.",
+        "fixes": ["Start from the LR that worked", "Use warmup or a schedule that decays earlier"],
+        "sources": [SMITH, PLATEAU_DOCS, GOYAL],
+    },
+}

@@ -15,6 +15,7 @@ import numpy as np
 from ..finding import Finding, Fix, Skip
 from ..history import RunHistory, Series
 from ..registry import detector
+from ._sources import CE_DOCS, GOODFELLOW, GUO
 from ._util import (
     accuracy_scale,
     classes_from_hparams,
@@ -182,6 +183,7 @@ _NONNEG_TOKENS = {"ce", "nll", "mse", "bce", "mae", "rmse", "cross_entropy", "cr
 _UNIT_INTERVAL_TOKENS = {"acc", "accuracy", "top1", "top5", "f1", "f1score", "auc", "auroc",
                          "precision", "recall", "iou", "miou", "dice", "map", "map50", "jaccard",
                          "ap", "em"}
+_FRACTION_OVERFLOW = 1.5
 # float32 rounding can leave a clamped loss at -1e-7; do not call that impossible.
 _TOL = 1e-6
 
@@ -243,7 +245,12 @@ def impossible_value(history: RunHistory, *, tolerance: float = _TOL):
             vals = s.values
             if vals.min() >= -tolerance and vals.max() <= 1 + tolerance:
                 continue
-            if vals.min() >= -tolerance and vals.max() <= 100 + tolerance:
+            # An overflowing fraction is off by an averaging or epsilon bug (a few %), not by a
+            # factor: most values inside [0, 1] and none above 1.5 (a Keras F1 of 1.09 among
+            # 0.90-0.99) is a fraction above 1; larger values (detectron2's AP of 0.5-3.2 in %)
+            # are a percentage.
+            fraction = np.median(vals) <= 1 and vals.max() <= _FRACTION_OVERFLOW
+            if vals.min() >= -tolerance and vals.max() <= 100 + tolerance and not fraction:
                 ev = {"unit": s.unit, "points": len(s), "min": sig(vals.min()), "max": sig(vals.max()),
                       "scale": 100, "thresholds": {**thresholds, "percent_range": [0, 100]}}
                 yield Finding(
@@ -254,9 +261,14 @@ def impossible_value(history: RunHistory, *, tolerance: float = _TOL):
                     f"(min {fmt(vals.min())}, max {fmt(vals.max())}), so they are read as percentages. "
                     "Nothing is wrong if that is how you log it.", ())
                 continue
-            mask = (vals < -tolerance) | (vals > 100 + tolerance)
+            if fraction:  # above 1 is impossible
+                mask = (vals < -tolerance) | (vals > 1 + tolerance)
+                where = "outside [0, 1]"
+            else:
+                mask = (vals < -tolerance) | (vals > 100 + tolerance)
+                where = "outside [0, 1] and 0..100"
             yield _finding(raw, s, mask, "warning", "an accuracy-type score lies in [0, 1] "
-                           "(or 0..100 as a percentage)", "outside [0, 1] and 0..100", None,
+                           "(or 0..100 as a percentage)", where, None,
                            {**thresholds, "percent_range": [0, 100]}, _accuracy_fixes())
         elif kind == "lr":
             mask = s.values < -tolerance
@@ -313,3 +325,30 @@ def _lr_fixes():
     return [Fix("Check the schedule's formula and its end point",
                 "a linear decay run past its last step, or a cosine with a wrong period, goes "
                 "below 0 and turns descent into ascent", None)]
+
+
+# What the check means, how it decides and what fixes it: `traindoctor explain` reads this.
+DOCS = {
+    "metric_disagreement": {
+        "summary": "validation loss and accuracy tell different stories",
+        "meaning": "Loss rising while accuracy rises means growing over-confidence on the "
+                   "mistakes; a loss near 0 with accuracy at chance means the loss is not measuring "
+                   "the task (wrong targets, leak).",
+        "detection": "Compares the trends of val loss and val accuracy, and accuracy with chance level.",
+        "fixes": ["Pick the checkpoint on the metric you care about",
+                  "Check the loss and the metric use the same targets"],
+        "sources": [GOODFELLOW, GUO],
+    },
+    "impossible_value": {
+        "summary": "a value its metric cannot take",
+        "meaning": "A negative cross-entropy or MSE, or an accuracy/F1 outside [0, 1], means the "
+                   "loss, the targets or the metric's aggregation are wrong (e.g. NLLLoss on "
+                   "probabilities, an F1 averaged over batches with an epsilon bug).",
+        "detection": "Compares each series with the range its name allows; a score with values "
+                     "above 1 is read as a percentage unless most values lie in [0, 1] and none "
+                     "exceeds 1.5 (a fraction that overflows).",
+        "fixes": ["Check the loss function matches the model's outputs (logits vs probabilities)",
+                  "Check the metric's normalisation"],
+        "sources": [CE_DOCS],
+    },
+}

@@ -14,6 +14,7 @@ import numpy as np
 from ..finding import Finding, Fix
 from ..history import RunHistory, Series
 from ..registry import detector
+from ._sources import AMP, ANOMALY, PASCANU
 from ._util import fmt, sig, xval
 
 LOSS_ROLES = ("train_loss", "val_loss", "test_loss")
@@ -64,6 +65,9 @@ def nan_loss(
         "other_series_nonfinite": [h[2] for h in hits[1:]][:10],
         "thresholds": {"lookback": lookback, "grad_ratio": grad_ratio},
     }
+    if unit != "epoch" and s.epochs is not None and np.isfinite(s.epochs[i]):
+        # the contract's key whenever the epoch is known: an epoch is a label on every point
+        ev["first_epoch"] = xval(s.epochs[i])
     notes = []
     if before.size:
         ev["last_finite_value"] = sig(before[-1])
@@ -113,3 +117,20 @@ def nan_loss(
     yield Finding("nan_loss", "error", title, metric=name, evidence=ev,
                   steps=(xval(where), xval(where)), explanation=expl, fixes=fixes)
 
+
+# What the check means, how it decides and what fixes it: `traindoctor explain` reads this.
+DOCS = {
+    "nan_loss": {
+        "summary": "a loss became NaN or infinite",
+        "meaning": "Once a loss is NaN every later update is NaN too: the weights are ruined, and "
+                   "every finding about what follows is explained by it. Causes: LR too high, "
+                   "log(0) or division by zero in the loss, fp16 overflow, bad inputs.",
+        "detection": "The first step at which a loss series is not finite (its step, and its epoch "
+                     "when known), with the LR, gradient norm and loss trend just before.",
+        "fixes": ["Lower the LR and clip gradients",
+                  "Guard the loss: clamp before log, add eps to divisions",
+                  "Use torch.autograd.set_detect_anomaly(True) for one run to find the operation",
+                  "With fp16, use torch.amp.GradScaler or bf16"],
+        "sources": [ANOMALY, AMP, PASCANU],
+    },
+}

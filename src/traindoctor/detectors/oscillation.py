@@ -14,6 +14,7 @@ import numpy as np
 from ..finding import Finding, Fix
 from ..history import RunHistory
 from ..registry import detector
+from ._sources import GOYAL, ROUSSEEUW
 from ._util import finite_or_skip, fmt, lr_value_at, rolling_median, sig, smooth_window, xval
 
 
@@ -46,6 +47,10 @@ def oscillation(
     smooth = rolling_median(v, window, edges="symmetric")
     start = float(smooth[0])
     i_best = int(np.argmin(smooth))
+    # Where it started: the median of the first half-window of points, not the first point
+    # alone, so one low first value (a resumed run logging its first step) does not make a real
+    # descent look like no progress.
+    start = float(np.median(v[: window // 2 + 1]))
     progress = max(start - float(smooth[i_best]), 0.0)
     level = abs(float(np.median(v[n // 2 :])))
     ratio = swing / progress if progress > 0 else float("inf")
@@ -100,3 +105,18 @@ def oscillation(
     ]
     yield Finding("oscillation", "warning", title, raw.name, ev, (first_x, last_x),
                   explanation, fixes)
+
+
+# What the check means, how it decides and what fixes it: `traindoctor explain` reads this.
+DOCS = {
+    "oscillation": {
+        "summary": "step-to-step noise large against the trend",
+        "meaning": "The loss moves up and down far more than it moves down overall: the LR is high "
+                   "for the batch size, or the batch is too small for a stable gradient estimate.",
+        "detection": "The median step-to-step swing against the net progress of the smoothed curve "
+                     "(from the median of its first points to its best) and against the loss level, "
+                     "with the swings alternating in sign.",
+        "fixes": ["Lower the LR or raise the batch size", "Use LR decay"],
+        "sources": [ROUSSEEUW, GOYAL],
+    },
+}

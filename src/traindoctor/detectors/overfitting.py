@@ -16,7 +16,18 @@ import numpy as np
 from ..finding import Finding, Fix, Skip
 from ..history import RunHistory, Series
 from ..registry import detector
-from ._util import accuracy_scale, best_index, epoch_curve, fmt, noise_scale, sig, smooth, xval
+from ._sources import ES_DOCS, GOODFELLOW, KARPATHY, PRECHELT
+from ._util import (
+    accuracy_scale,
+    best_index,
+    fmt,
+    noise_scale,
+    rolling_median,
+    sig,
+    smooth,
+    smooth_window,
+    xval,
+)
 
 # validation metrics the checks can monitor, most preferred first
 VAL_ROLES = ("val_loss", "val_error", "val_accuracy")
@@ -34,9 +45,55 @@ def monitored(history: RunHistory) -> Series | None:
 
 
 def per_check(s: Series) -> Series:
-    """One point per validation check, finite values only; epoch-averaged when the series was
-    logged several times an epoch and that still leaves enough points."""
-    return epoch_curve(s, 5)
+    """The series' finite points, one per validation check as logged. An epoch is a label on a
+    point, never a bin: averaging the checks of one epoch would report a best value that was
+    never logged, at a step where no check ran."""
+    return s.finite()
+
+
+def validation_series(history: RunHistory) -> list[Series]:
+    """What the check watches: every validation loss (each component of a multi-part loss is
+    judged on its own: a val/cls_loss can overfit while val/box_loss keeps improving), else the
+    monitored error or accuracy."""
+    losses = [s for s in history.series.values() if s.role == "val_loss" and len(s) > 0]
+    if losses:
+        main = history.primary("val_loss")
+        return [main] + [s for s in losses if s is not main]
+    s = monitored(history)
+    return [s] if s is not None else []
+
+
+def metric_key(name: str) -> tuple[str, ...]:
+    """A metric's name without its split and without unit words: val/cls_loss and
+    train/cls_loss share ("cls", "loss"); eval_loss and loss share ("loss",)."""
+    from ..history import _SPLIT_TOKENS, _tokens
+
+    drop = set(_SPLIT_TOKENS) | {"epoch", "step", "loss", "losses"}
+    return tuple(t for t in _tokens(name) if t not in drop)
+
+
+def train_twin(history: RunHistory, val: Series) -> Series | None:
+    """The training loss a validation loss is compared with: the training series that measures
+    the same component (val/cls_loss <-> train/cls_loss, detectron2 val loss_cls <-> loss_cls,
+    fairseq valid nll_loss <-> train nll_loss); the main training loss only for the main
+    validation loss or one with no component name. Comparing a validation box loss with a
+    falling class loss would call "overfitting" what is only a different component."""
+    trains = [s for s in history.series.values() if s.role == "train_loss" and len(s) > 0]
+    key = metric_key(val.name)
+    same = [s for s in trains if metric_key(s.name) == key]
+    if same:
+        return history.primary("train_loss") if history.primary("train_loss") in same else same[0]
+    if val.kind != "loss":
+        return history.primary("train_loss")
+    main = history.primary("val_loss")
+    total = {"total", "overall", "all"}
+    if (main is not None and main.name == val.name) or not key or set(key) <= total:
+        cand = history.primary("train_loss")
+        # a total is compared with a total, never with one component of another split
+        if cand is not None and (not metric_key(cand.name) or set(metric_key(cand.name)) <= total
+                                 or len([s for s in trains if metric_key(s.name)]) < 2):
+            return cand
+    return None
 
 
 def early_stop_index(values: np.ndarray, patience: int, higher_is_better: bool = False) -> int | None:
@@ -106,22 +163,18 @@ def choose_checkpoint(history: RunHistory, best_x: float, best_step: float, unit
 
 
 
-def _train_at(history: RunHistory, ref: Series, unit: str) -> np.ndarray | None:
-    """The training loss at each check of `ref` (epoch means when epochs are known, else the
-    value interpolated at the check's step); None without a training loss."""
-    t = history.primary("train_loss")
-    if t is None:
+def _train_at(train: Series | None, ref: Series) -> np.ndarray | None:
+    """The training loss at each check of `ref`: the running median of its logged points (over
+    a tenth of the run, so one noisy minibatch does not decide) read at the check's step, or
+    the last point logged before it. None without a training loss."""
+    if train is None:
         return None
-    t = t.finite()
+    t = train.finite()
     if len(t) < 2:
         return None
-    if unit == "epoch" and t.has_epochs:
-        pe = t.per_epoch()
-        ep = np.floor(pe.epochs)
-        idx = np.searchsorted(ep, ref.epochs, side="right") - 1
-        out = np.where(idx >= 0, pe.values[np.clip(idx, 0, len(pe) - 1)], np.nan)
-        return out
-    return np.interp(ref.steps, t.steps, t.values, left=np.nan, right=t.values[-1])
+    level = rolling_median(t.values, smooth_window(len(t)) if len(t) >= 30 else 1, edges="symmetric")
+    i = np.searchsorted(t.steps, ref.steps, side="right") - 1
+    return np.where(i >= 0, level[np.clip(i, 0, len(t) - 1)], np.nan)
 
 
 # -- overfitting --------------------------------------------------------------------------
@@ -147,9 +200,15 @@ def overfitting(
     min_acc_drop: float = 0.01,  # an accuracy one point (1% of its scale) lower is "worse"
 ) -> Iterable[Finding | Skip]:
     """Validation got worse (or stopped improving) while training kept improving."""
-    raw = monitored(history)
-    if raw is None:
-        return
+    kw = dict(min_checks=min_checks, min_after=min_after, k_noise=k_noise,
+              min_rel_rise=min_rel_rise, stall_share=stall_share, min_stall=min_stall,
+              min_train_drop=min_train_drop, min_undo=min_undo, min_acc_drop=min_acc_drop)
+    for raw in validation_series(history):
+        yield from _one(history, raw, **kw)
+
+
+def _one(history: RunHistory, raw: Series, *, min_checks, min_after, k_noise, min_rel_rise,
+         stall_share, min_stall, min_train_drop, min_undo, min_acc_drop):
     s = per_check(raw)
     n = len(s)
     if n < min_checks:
@@ -169,7 +228,10 @@ def overfitting(
     tail_level = float(np.median(v[-tail_k:]))
     # Compare medians with medians: the raw best is often a lucky low outlier, and a tail
     # median sits ~3 sigma above the minimum of a long noisy flat curve by chance alone.
-    sm = smooth(v)
+    # symmetric edges: the first check is its own median, so a metric that was best at its very
+    # first check (a fine-tune that only got worse) keeps that best instead of a blend with the
+    # second check
+    sm = smooth(v, edges="symmetric")
     sm_best = float(np.max(sm) if hib else np.min(sm))
     rise = sign * (tail_level - sm_best)
     rising = rise > k_noise * noise and rise > min_rel_rise * abs(best_v)
@@ -180,7 +242,8 @@ def overfitting(
     acc_worse = acc is not None and acc["drop"] > max(k_noise * acc["noise"],
                                                        min_acc_drop * acc["scale"])
 
-    tr = _train_at(history, s, unit)
+    twin = train_twin(history, s)
+    tr = _train_at(twin, s)
     tr_best = tr_end = train_drop = tr_noise = None
     if tr is not None and np.isfinite(tr[b]) and np.isfinite(tr[-1]):
         tr_best, tr_end = float(tr[b]), float(tr[-1])
@@ -191,7 +254,14 @@ def overfitting(
         and (tr_best - tr_end) > k_noise * (tr_noise if math.isfinite(tr_noise) else 0.0)
     )
     stalled = (not rising and after >= max(min_stall, stall_share * n) and train_fell)
-    if not (rising or stalled):
+    # Overfitting is validation getting worse while training does not: when the paired training
+    # loss rose as much over the same checks, the model got worse everywhere, which is an
+    # instability (divergence, a blow-up before a NaN), not a generalisation gap.
+    train_rose = (
+        train_drop is not None and -train_drop >= min_train_drop
+        and (tr_end - tr_best) > k_noise * (tr_noise if math.isfinite(tr_noise) else 0.0)
+    )
+    if not (rising or stalled) or (rising and train_rose):
         return
     widening = widen_share = None
     if stalled and not hib:
@@ -212,10 +282,12 @@ def overfitting(
         above = np.flatnonzero(sign * (v[b + 1:] - best_v) > k_noise * noise)
         onset_i = b + 1 + int(above[0]) if above.size else b + 1
     rows = counterfactual(s, unit)
+    best_step = xval(s.steps[b])
     ck = choose_checkpoint(history, float(x[b]), float(s.steps[b]), unit)
     ev = {
         "unit": unit,
         f"best_{unit}": bx,
+        "best_step": best_step,  # the contract's key, whatever the unit
         "best_value": sig(best_v),
         f"final_{unit}": xval(x[-1]),
         "final_value": sig(final_v),
@@ -254,6 +326,7 @@ def overfitting(
                    "accuracy_noise": sig(acc["noise"]), "accuracy_worse": acc_worse,
                    "accuracy_min_drop": sig(max(k_noise * acc["noise"], min_acc_drop * acc["scale"]))})
     if tr_best is not None:
+        ev["train_series"] = twin.name
         ev.update({"train_loss_at_best": sig(tr_best), "train_loss_final": sig(tr_end),
                    "train_change_pct": sig(-100 * train_drop, 3)})
     word = "accuracy" if hib else "value"
@@ -375,7 +448,7 @@ def train_val_gap(
         yield Skip("train_val_gap", f"{raw.name} has {len(s)} finite points; needs {min_checks}")
         return
     unit = s.unit
-    tr = _train_at(history, s, unit)
+    tr = _train_at(train_twin(history, s), s)
     if tr is None or not np.isfinite(tr).any():
         yield Skip("train_val_gap", "no finite training loss at the validation checks")
         return
@@ -417,3 +490,41 @@ def train_val_gap(
         fixes=[Fix("Regularise if validation has stopped improving: dropout, weight decay, "
                    "augmentation, more data", "they trade training fit for generalisation", None)],
     )
+
+
+# What the check means, how it decides and what fixes it: `traindoctor explain` reads this.
+DOCS = {
+    "overfitting": {
+        "summary": "validation got worse (or stopped improving) while training kept improving",
+        "meaning": "The model is fitting the training set more closely at the cost of unseen data: "
+                   "it has started to memorise. The checkpoint from the best validation check is "
+                   "better than the last one.",
+        "detection": "Every validation loss is judged on its own, against the training loss of the "
+                     "same component (val/cls_loss with train/cls_loss, val loss_cls with loss_cls). "
+                     "Finds the best logged value, then checks that the median of the last checks "
+                     "is worse by more than 3 noise units and 2% (rising), or that no check beat it "
+                     "for 40% of the run while the paired training loss fell 10% (stalled). A rise "
+                     "with the training loss rising as much is instability, not overfitting. "
+                     "Replays Lightning's EarlyStopping for patience 3/5/10/15 and names the "
+                     "checkpoint on disk nearest before the best.",
+        "fixes": ["Use the checkpoint from the best check, not the last one",
+                  "Add early stopping on the validation metric (patience 3-10 checks)",
+                  "Regularise: weight decay, dropout, data augmentation, or a smaller model",
+                  "Get more training data"],
+        "sources": [PRECHELT, ES_DOCS, GOODFELLOW],
+    },
+    "train_val_gap": {
+        "summary": "validation loss sits far above training loss",
+        "meaning": "A large, persistent gap between training and validation loss means the model "
+                   "generalises poorly, or that train and validation data differ (distribution "
+                   "shift, augmentation only on one side, dropout/batch-norm mode mistakes).",
+        "detection": "Compares the main validation loss with its paired training loss (the running "
+                     "median of the training points logged up to each check) at the best check and "
+                     "at the end; reports the ratio and the difference when the end ratio exceeds "
+                     "the threshold. Context (info) on its own.",
+        "fixes": ["Regularise (weight decay, dropout, augmentation)",
+                  "Check that validation data is preprocessed exactly like training data",
+                  "Check model.eval() / model.train() are called in the right places"],
+        "sources": [GOODFELLOW, KARPATHY],
+    },
+}

@@ -13,6 +13,7 @@ import numpy as np
 from ..finding import Finding, Fix, Skip
 from ..history import RunHistory, Series, _tokens
 from ..registry import detector
+from ._sources import TUNING
 from ._util import fmt, sig, xval
 
 _RATE_NAMES = ("it_s", "its", "steps_per_second", "iterations_per_second", "it_per_s",
@@ -54,7 +55,13 @@ def step_seconds_from_series(s: Series) -> tuple[np.ndarray, np.ndarray, str] | 
         return None  # not per optimiser step: cannot turn into seconds per step
     if any(r in joined for r in _RATE_NAMES) or joined.endswith("per_second"):
         return 1.0 / vals[ok], steps[ok], "rate"
-    return vals[ok], steps[ok], "seconds"
+    v, st = vals[ok], steps[ok]
+    # A time column that never decreases over many points is the elapsed time since the start
+    # (ultralytics' results.csv "time"), not the duration of each step: a step takes the
+    # difference between neighbours. A duration per step goes up and down with the load.
+    if v.size >= 5 and np.all(np.diff(v) >= 0) and np.all(np.diff(st) > 0) and v[-1] >= 3 * v[0]:
+        return np.diff(v) / np.diff(st), st[1:], "elapsed"
+    return v, st, "seconds"
 
 
 @detector("throughput")
@@ -220,3 +227,18 @@ def _slowdown(source, secs, at, base_ev, *, slowdown_factor, slowdown_seconds):
                  "print(torch.cuda.memory_allocated() / 2**30)")]
     return [Finding("throughput", "warning", title, source.name, ev,
                     (xval(at[0]), xval(at[-1])), explanation, fixes)]
+
+
+# What the check means, how it decides and what fixes it: `traindoctor explain` reads this.
+DOCS = {
+    "throughput": {
+        "summary": "step time, ETA and stalls",
+        "meaning": "Slow or stalling steps waste time: data loading bottlenecks, evaluation inside "
+                   "the loop, checkpoint saving, or a machine under load.",
+        "detection": "Seconds per step from the logs' timestamps, a logged rate, a step time or an "
+                     "elapsed-time column (differenced); stalls are steps far slower than the "
+                     "median, a slowdown is the last quarter 2x slower than the first.",
+        "fixes": ["Raise DataLoader num_workers / pin_memory", "Evaluate and checkpoint less often"],
+        "sources": [TUNING],
+    },
+}

@@ -52,13 +52,13 @@ def load_target(target: str):
 
 
 def command(args) -> int:
-    from ..cli import _codes, emit
+    from .._cli_common import codes, emit, fails
     from ..finding import Report
     from . import probe
 
     model, batch, loss_fn, optimizer = load_target(args.target)
     report = probe(model, batch, loss_fn=loss_fn, optimizer=optimizer, budget=args.budget)
     report = Report(report.findings, report.skipped, {**report.source, "path": args.target}, report.kind,
-                    report.meta).filtered(_codes(args.only), _codes(args.ignore))
+                    report.meta).filtered(codes(args.only), codes(args.ignore))
     emit([report], args)
-    return 1 if report.fails(args.fail_on) else 0
+    return fails([report], args)

@@ -242,7 +242,9 @@ def _add_notes(run: RunHistory, notes: list[str]) -> RunHistory:
     return replace(run, notes=tuple(run.notes) + tuple(notes))
 
 
-def _group(parts: list[Part], root: Path) -> list[RunHistory]:
+def _group(parts: list[Part], root: Path, *, checkpoints: bool = True) -> list[RunHistory]:
+    """Parts grouped into runs by run_dir. `checkpoints=False` skips the search for checkpoint
+    files beside each run (a folder walk), for `watch`, which groups again at every update."""
     by_dir: dict[Path, list[Part]] = {}
     for p in parts:
         by_dir.setdefault(Path(p.run_dir), []).append(p)
@@ -291,7 +293,8 @@ def _group(parts: list[Part], root: Path) -> list[RunHistory]:
                 format="+".join(formats),
                 run=label or ("" if rel == "." else rel),
                 hparams=hparams,
-                checkpoints=tuple(merge_checkpoints(find_checkpoints(run_dir) if search_disk else [], named)),
+                checkpoints=tuple(merge_checkpoints(
+                    find_checkpoints(run_dir) if search_disk and checkpoints else [], named)),
                 notes=tuple(notes),
                 files=files,
                 parse_stats=stats,

@@ -172,17 +172,17 @@ def loads(text: str):
     return json.loads(text)
 
 
-def json_rows(text: str, table: Table, chunk: int = 4096) -> tuple[list[int], list[dict]]:
-    """The line numbers and objects of a JSON-lines text; damaged lines (and lines that are not
-    objects) are counted in `table` and skipped. A line over 1 MiB is not parsed (a 100,000-digit
-    number, pasted data).
+def json_chunks(text: str, table: Table, chunk: int = 4096):
+    """(rows before, line numbers, objects) for each chunk of a JSON-lines text; damaged lines
+    (and lines that are not objects) are counted in `table` and skipped. A line over 1 MiB is not
+    parsed (a 100,000-digit number, pasted data).
 
-    Lines are parsed a chunk at a time by one call to the C parser (as a JSON array), several
-    times faster than a call per line; a chunk that fails is parsed line by line.
+    A chunk of lines is parsed by one call to the C parser (as a JSON array), several times
+    faster than a call per line; a chunk that fails is parsed line by line. Readers build their
+    columns a chunk at a time, so only one chunk of dicts is alive at once.
     """
     lines = text.splitlines()
-    out_lines: list[int] = []
-    out_rows: list[dict] = []
+    done = 0
     for start in range(0, len(lines), chunk):
         keep = [i for i in range(start, min(start + chunk, len(lines))) if lines[i].strip()]
         rows = None
@@ -193,13 +193,26 @@ def json_rows(text: str, table: Table, chunk: int = 4096) -> tuple[list[int], li
                 rows = None
         if rows is None or len(rows) != len(keep):
             rows = [_json_line(lines[i]) for i in keep]
+        out_lines, out_rows = [], []
         for i, obj in zip(keep, rows):
             if type(obj) is dict:
                 out_lines.append(i + 1)
                 out_rows.append(obj)
             else:
                 table.bad(i + 1)
-    return out_lines, out_rows
+        if out_rows:
+            yield done, out_lines, out_rows
+            done += len(out_rows)
+
+
+def json_rows(text: str, table: Table) -> tuple[list[int], list[dict]]:
+    """All line numbers and objects of a JSON-lines text at once (see json_chunks)."""
+    lines: list[int] = []
+    rows: list[dict] = []
+    for _, ln, rs in json_chunks(text, table):
+        lines.extend(ln)
+        rows.extend(rs)
+    return lines, rows
 
 
 def _json_line(line: str):
@@ -426,7 +439,12 @@ def read_csv_table(path: Path, text: str, *, rename=None, expected: str, fast: b
 
 # Cell texts pandas reads as missing or as NaN where parse_cell would not agree: such a file takes
 # the row-by-row path ("nan" is a value there, "#N/A" is garbage).
-_FAST_UNSAFE = ('"', "#", "<", "nan", "NaN", "NAN", "Nan", "\n\n", "\n\r\n")
+# pandas also reads True/False as 1/0, where parse_cell sees text.
+_FAST_UNSAFE = ('"', "#", "<", "nan", "NaN", "NAN", "Nan", "\n\n", "\n\r\n", "rue", "RUE", "alse", "ALSE")
+
+
+_ODD_BYTE = np.zeros(256, dtype=bool)
+_ODD_BYTE[[c for c in range(256) if chr(c).isalpha() and chr(c) not in "eE" or chr(c) in "\"#<"]] = True
 
 
 def _fast_rows(path: Path, text: str, start: int, skip: int, ncols: int, delim: str) -> tuple[np.ndarray, int] | None:
@@ -444,8 +462,15 @@ def _fast_rows(path: Path, text: str, start: int, skip: int, ncols: int, delim: 
     stop = len(text)
     while stop > start and text[stop - 1] in " \t\r\n":
         stop -= 1
-    if stop <= start or ncols < 2 or any(u in text for u in _FAST_UNSAFE):
+    if stop <= start or ncols < 2:
         return None
+    # One pass over the bytes finds whether any letter, quote, '#' or '<' is there at all; only
+    # then are the unsafe texts looked for one by one (each a scan of the whole body).
+    odd = not text.isascii() or bool(_ODD_BYTE[np.frombuffer(text.encode("ascii"), dtype=np.uint8)[start:stop]].any())
+    if odd and any(text.find(u, start, stop) >= 0 for u in _FAST_UNSAFE):
+        return None
+    if text.count("\r", start, stop) != text.count("\r\n", start, stop):
+        return None  # a lone CR ("\r\r\n" from a csv.writer in a Windows text-mode file) ends a line for pandas
     cut = 0
     nlines = text.count("\n", start, stop) + 1
     if text.count(delim, start, stop) != (ncols - 1) * nlines:
@@ -468,8 +493,8 @@ def _fast_rows(path: Path, text: str, start: int, skip: int, ncols: int, delim: 
     except (ValueError, OverflowError, TypeError, MemoryError, OSError):
         return None  # a text cell: the careful path says which rows
     arr = df.to_numpy(dtype=np.float64)
-    if arr.shape != (nlines, ncols):
-        return None
+    if arr.shape != (nlines, ncols) or np.isnan(arr).all(axis=1).any():
+        return None  # a row pandas saw that the text does not have (or ",,,"): read row by row
     return arr, cut
 
 

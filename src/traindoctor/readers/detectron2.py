@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import InputError
 from ..history import Series
 from . import Part, walk_files
-from ._tabular_util import Table, column, group_rows, head_lines, json_rows, number, read_text
+from ._tabular_util import Table, column, group_rows, head_lines, json_chunks, number, read_text
 
 FORMAT = "detectron2"
 
@@ -69,22 +69,22 @@ def read(unit: Path) -> Part:
     unit = Path(unit)
     text, notes = read_text(unit)
     table = Table()
-    lines, rows = json_rows(text, table)
-    for keys, idx in group_rows(rows):  # a column at a time per row shape
-        sub = [rows[i] for i in idx]
-        it, ok = column(sub, "iteration")
-        ok &= np.isfinite(it)
-        for i in idx[~ok]:
-            table.bad(lines[i])  # no iteration: cannot be placed
-        logged = np.zeros(len(sub), dtype=bool)
-        for k in keys:
-            if k == "iteration":
-                continue
-            vals, has = column(sub, k)
-            has &= ok
-            logged |= has
-            table.add_chunk(k, idx[has], it[has], vals[has])
-        table.good_rows += int(logged.sum())
+    for done, lines, rows in json_chunks(text, table):
+        for keys, idx in group_rows(rows):  # a column at a time per row shape
+            sub = [rows[i] for i in idx]
+            it, ok = column(sub, "iteration")
+            ok &= np.isfinite(it)
+            for i in idx[~ok]:
+                table.bad(lines[i])  # no iteration: cannot be placed
+            logged = np.zeros(len(sub), dtype=bool)
+            for k in keys:
+                if k == "iteration":
+                    continue
+                vals, has = column(sub, k)
+                has &= ok
+                logged |= has
+                table.add_chunk(k, idx[has] + done, it[has], vals[has])
+            table.good_rows += int(logged.sum())
     if table.empty:
         where = f" ({table.bad_rows} malformed, first at line {table.first_bad_line})" if table.bad_rows else ""
         raise InputError(unit, f"no line holds an iteration with numeric metrics{where}; expected {_EXPECTED}")

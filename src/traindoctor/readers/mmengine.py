@@ -23,6 +23,7 @@ epochs are labels on the points (1-based, as both tools count them).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -30,13 +31,14 @@ import numpy as np
 from ..errors import InputError
 from ..history import Series
 from . import Part, walk_files
-from ._tabular_util import Table, column, group_rows, head_lines, json_rows, number, read_text
+from ._tabular_util import Table, column, group_rows, head_lines, json_chunks, json_rows, number, read_text
 
 FORMAT = "mmengine"
 
 _EXPECTED = ('MMEngine vis_data/scalars.json (JSON lines with "step") or an mmcv <timestamp>.log.json '
              '(JSON lines with "mode", "epoch", "iter")')
 _AXIS = {"step", "epoch", "iter", "mode"}
+_STAMP_LOG = re.compile(r"\d{8}_\d{6}\.log")  # runner.timestamp: time.strftime("%Y%m%d_%H%M%S")
 # timing keys: the seconds per iteration (`time`), its data-loading share and the memory
 _NOT_STEP_TIME = {"data_time", "memory", "eta"}
 
@@ -63,8 +65,13 @@ def _kind(path: Path) -> str | None:
     rows = _first_rows(path)
     if any(r.get("mode") in ("train", "val") and "epoch" in r and "iter" in r for r in rows):
         return "mmcv"
-    if rows and number(rows[0].get("step")) is not None and (
-            path.parent.name == "vis_data" or {"data_time", "time"} & set(rows[0])):
+    if not rows or number(rows[0].get("step")) is None:
+        return None
+    if path.parent.name == "vis_data":
+        return "mmengine"
+    # elsewhere (a copied scalars.json), MMEngine's training line: the global `iter` beside
+    # `step`, and the IterTimerHook's `time`/`data_time`; a script's own {"step", "loss"} is not it
+    if any("iter" in r and number(r.get("step")) is not None and {"data_time", "time"} & set(r) for r in rows):
         return "mmengine"
     return None
 
@@ -84,15 +91,13 @@ def discover(root: Path, files: list[Path] | None = None) -> list[Path]:
                 continue
             seen_vis.add(f.parent)
             units.append(f.parent)  # the folder: scalars.json and its <timestamp>.json copy
-            stamp = f.parent.parent
+            # the Runner's text log: work_dir/<timestamp>/<timestamp>.log, beside vis_data/
+            units.extend(g for g in f.parent.parent.glob("*.log") if _STAMP_LOG.fullmatch(g.name) and g.is_file())
         else:
             units.append(f)
-            stamp = f.parent
             if f.name.endswith(".log.json"):
                 # mmcv's text log beside it: <timestamp>.log.json -> <timestamp>.log
                 units.extend(g for g in [f.with_name(f.name[:-5])] if g.is_file())
-                continue
-        units.extend(g for g in stamp.glob("*.log") if g.is_file())
     return units
 
 
@@ -111,10 +116,6 @@ def read(unit: Path) -> Part | None:
     return _read_mmengine(unit, unit.parent)
 
 
-def _val_name(key: str) -> str:
-    return f"val/{key}"
-
-
 def _role(name: str) -> str | None:
     last = name.rsplit("/", 1)[-1]
     if last in _NOT_STEP_TIME or (name.startswith("val/") and last == "time"):
@@ -122,7 +123,7 @@ def _role(name: str) -> str | None:
     return None
 
 
-def _series(table: Table, epoch_of: dict[str, np.ndarray] | None = None) -> dict[str, Series]:
+def _series(table: Table) -> dict[str, Series]:
     out = {}
     for name, s in table.series().items():
         role = _role(name)
@@ -133,24 +134,25 @@ def _series(table: Table, epoch_of: dict[str, np.ndarray] | None = None) -> dict
 def _read_mmengine(path: Path, run_dir: Path) -> Part:
     text, notes = read_text(path)
     table = Table()
-    lines, rows = json_rows(text, table)
-    train, val = [], []  # (keys, row numbers, rows, steps) per row shape
-    for keys, idx in group_rows(rows):
-        sub = [rows[i] for i in idx]
-        step, ok = column(sub, "step")
-        ok &= np.isfinite(step)
-        for i in idx[~ok]:
-            table.bad(lines[i])
-        if ok.any():
-            sub = [r for r, good in zip(sub, ok) if good]
-            group = (keys, idx[ok], sub, step[ok])
-            (train if {"iter", "lr", "epoch"} & set(keys) else val).append(group)
-    ends = None
-    for keys, idx, sub, step in train:
-        epoch = column(sub, "epoch")[0] if "epoch" in keys else np.full(len(sub), np.nan)
-        _add_columns(table, keys, idx, sub, step, epoch, "")
-        if "epoch" in keys:
-            ends = _merge_ends(ends, epoch, step)
+    ends = None  # (epochs, the last training step logged in each)
+    val = []  # (keys, row numbers, rows, steps): a validation a epoch, few; placed at the end
+    for done, lines, rows in json_chunks(text, table):
+        for keys, idx in group_rows(rows):
+            sub = [rows[i] for i in idx]
+            step, ok = column(sub, "step")
+            ok &= np.isfinite(step)
+            for i in idx[~ok]:
+                table.bad(lines[i])
+            if not ok.any():
+                continue
+            sub, idx, step = [r for r, good in zip(sub, ok) if good], idx[ok] + done, step[ok]
+            if not {"iter", "lr", "epoch"} & set(keys):
+                val.append((keys, idx, sub, step))
+                continue
+            epoch = column(sub, "epoch")[0] if "epoch" in keys else np.full(len(sub), np.nan)
+            _add_columns(table, keys, idx, sub, step, epoch, "")
+            if "epoch" in keys:
+                ends = _merge_ends(ends, epoch, step)
     for keys, idx, sub, step in val:
         if ends is not None:  # log_metric_by_epoch: `step` is the epoch just finished
             _add_columns(table, keys, idx, sub, _epoch_end_steps(ends, step), step, "val/")

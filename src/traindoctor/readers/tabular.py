@@ -32,7 +32,7 @@ from ._tabular_util import (
     Table,
     column,
     group_rows,
-    json_rows,
+    json_chunks,
     looks_like_metric_header,
     parse_cell,
     read_csv_table,
@@ -191,49 +191,53 @@ def _pick(keys, names: tuple[str, ...]) -> str | None:
 
 
 def _read_jsonl(path: Path, text: str) -> Table:
-    """Rows grouped by their keys and read a column at a time (see group_rows). A row's x is its
-    step, else its epoch, else its rank among the rows that logged a metric."""
+    """Rows grouped by their keys and read a column at a time, a chunk of lines at a time (see
+    group_rows). A row's x is its step, else its epoch, else its rank among the rows that logged
+    a metric."""
     table = Table()
-    lines, rows = json_rows(text, table)
-    if text.count("{") > len(rows):  # some row nests an object ({"opt": {"lr": ...}}): flatten
-        rows = [flatten_names(r) if any(type(v) is dict for v in r.values()) else r for r in rows]
-    lines_arr = np.asarray(lines)
-    logged_all = np.zeros(len(rows), dtype=bool)
-    plans = []
-    for keys, idx in group_rows(rows):
-        sub = [rows[i] for i in idx]
-        step_key, epoch_key, wall_key, split_key = (_pick(keys, n) for n in (STEP_NAMES, EPOCH_NAMES, WALL_NAMES,
-                                                                              SPLIT_KEYS))
-        step, bad = _axis(sub, step_key)
-        epoch, bad_e = _axis(sub, epoch_key)
-        wall, _ = _axis(sub, wall_key)  # an unreadable wall time is only a missing one
-        bad |= bad_e
-        split = [r.get(split_key) for r in sub] if split_key else None
-        axes = {step_key, epoch_key, wall_key, split_key}
-        cols = {}
-        for k in keys:
-            if k in axes:
-                continue
-            vals, ok = column(sub, k)
-            if ok.any():
-                cols[k] = (vals, ok & ~bad)
-        logged = np.zeros(len(sub), dtype=bool)
-        for _, ok in cols.values():
-            logged |= ok
-        logged_all[idx] = logged
-        for i in np.flatnonzero(bad):
-            table.bad(int(lines_arr[idx[i]]))
-        plans.append((idx, step, epoch, wall, split, cols))
-    rank = np.cumsum(logged_all) - 1.0  # rows without a step or epoch: their rank among logged rows
-    for idx, step, epoch, wall, split, cols in plans:
-        x = np.where(~np.isnan(step), step, np.where(~np.isnan(epoch), epoch, rank[idx]))
-        prefixes = [""] * len(idx) if split is None else [f"{v}/" if isinstance(v, str) and v else "" for v in split]
-        for prefix in dict.fromkeys(prefixes):
-            rows_p = np.array([p == prefix for p in prefixes]) if split is not None else np.ones(len(idx), dtype=bool)
-            for k, (vals, ok) in cols.items():
-                m = ok & rows_p
-                table.add_chunk(prefix + k, idx[m], x[m], vals[m], epoch[m], wall[m])
-    table.good_rows = int(logged_all.sum())
+    # some row nests an object ({"opt": {"lr": ..}}) when there are more braces than rows
+    nested = text.count("{") != text.count("\n{") + text.startswith("{")
+    ranked = 0  # rows that logged a metric before this chunk
+    for done, lines, rows in json_chunks(text, table):
+        if nested:
+            rows = [flatten_names(r) if any(type(v) is dict for v in r.values()) else r for r in rows]
+        logged_all = np.zeros(len(rows), dtype=bool)
+        plans = []
+        for keys, idx in group_rows(rows):
+            sub = [rows[i] for i in idx]
+            step_key, epoch_key, wall_key, split_key = (_pick(keys, n) for n in (STEP_NAMES, EPOCH_NAMES,
+                                                                                  WALL_NAMES, SPLIT_KEYS))
+            step, bad = _axis(sub, step_key)
+            epoch, bad_e = _axis(sub, epoch_key)
+            wall, _ = _axis(sub, wall_key)  # an unreadable wall time is only a missing one
+            bad |= bad_e
+            split = [r.get(split_key) for r in sub] if split_key else None
+            axes = {step_key, epoch_key, wall_key, split_key}
+            cols = {}
+            for k in keys:
+                if k in axes:
+                    continue
+                vals, ok = column(sub, k)
+                if ok.any():
+                    cols[k] = (vals, ok & ~bad)
+            logged = np.zeros(len(sub), dtype=bool)
+            for _, ok in cols.values():
+                logged |= ok
+            logged_all[idx] = logged
+            for i in np.flatnonzero(bad):
+                table.bad(lines[idx[i]])
+            plans.append((idx, step, epoch, wall, split, cols))
+        rank = ranked + np.cumsum(logged_all) - 1.0
+        ranked += int(logged_all.sum())
+        for idx, step, epoch, wall, split, cols in plans:
+            x = np.where(~np.isnan(step), step, np.where(~np.isnan(epoch), epoch, rank[idx]))
+            prefixes = [""] * len(idx) if split is None else [f"{v}/" if isinstance(v, str) and v else "" for v in split]
+            for prefix in dict.fromkeys(prefixes):
+                rows_p = np.array([p == prefix for p in prefixes]) if split is not None else np.ones(len(idx), dtype=bool)
+                for k, (vals, ok) in cols.items():
+                    m = ok & rows_p
+                    table.add_chunk(prefix + k, idx[m] + done, x[m], vals[m], epoch[m], wall[m])
+    table.good_rows = ranked
     if table.empty:
         where = f" ({table.bad_rows} malformed, first at line {table.first_bad_line})" if table.bad_rows else ""
         raise InputError(path, f"no line holds a JSON object with numeric metrics{where}; expected {_EXPECTED_JSONL}")

@@ -127,13 +127,19 @@ def _sniff(path: Path, need: int = 1) -> bool:
 
 # -- reading --------------------------------------------------------------------------------
 def read(unit: Path):
-    from . import Part
-
     path = Path(unit)
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise InputError(path, f"cannot read the file ({exc.strerror}); check its permissions") from None
+    return read_bytes(path, raw)
+
+
+def read_bytes(path: Path, raw: bytes):
+    """`read` of a file whose bytes are already in memory (`traindoctor watch` keeps the complete
+    lines of a growing log and reads only what was appended)."""
+    from . import Part
+
     data, notes = _utf8(path, raw)
     del raw
     sc = _scan(data)

@@ -138,3 +138,25 @@ def over_time(report, finding, max_rows: int = 9) -> list[tuple[str, str, str]]:
         xs = str(int(xi)) if float(xi).is_integer() else f"{xi:.4g}"
         rows.append((xs, sig_text(float(v[i])), ", ".join(notes.get(i, []))))
     return rows
+
+
+def first_thing_to_do(report):
+    """(finding, fix): the first fix of the root cause the report leads with (the first
+    finding above info that no other finding explains and that has a fix), or None."""
+    for f in report.findings:
+        if f.explained_by is None and f.severity.value != "info" and f.fixes:
+            return f, f.fixes[0]
+    return None
+
+
+def depth_of(report, finding) -> int:
+    """0 for a root cause, 1 for what it explains, 2 for what that explains..."""
+    from ..finding import cause_of
+
+    depth, f, seen = 0, finding, {id(finding)}
+    while True:
+        cause = cause_of(f, report.findings)
+        if cause is None or id(cause) in seen:
+            return depth
+        seen.add(id(cause))
+        depth, f = depth + 1, cause

@@ -13,6 +13,8 @@ from html import escape
 from .. import __version__
 from ._common import (
     best_point,
+    depth_of,
+    first_thing_to_do,
     fmt_value,
     key_numbers,
     plot_series,
@@ -57,6 +59,7 @@ details{margin:6px 0}summary{cursor:pointer;color:var(--mute)}
 .kv{display:grid;grid-template-columns:repeat(auto-fill,minmax(210px,1fr));gap:2px 14px;font-size:13.5px;
  margin:6px 0;padding:6px 8px;background:#f7f7fa;border-radius:6px}.kv .k{color:var(--mute)}
 .runsep{border-top:3px solid #9a9aae;margin:40px 0 0}
+.card.explained{margin-left:34px}ul ul{margin:2px 0}
 """
 
 
@@ -122,27 +125,34 @@ def report_section(report, level: int = 1, anchor: str = "") -> str:
 
 def _summary(report, anchor: str) -> str:
     counts = severity_counts([report])
-    items = "".join(
-        f'<li><span class="badge {f.severity.value}">{f.severity.value}</span>'
-        f'<a href="#{anchor}f{i}">{escape(f.title)}</a> <code>{escape(f.code)}</code></li>'
-        for i, f in enumerate(report.findings)
-    )
+    index = {id(f): i for i, f in enumerate(report.findings)}
+
+    def item(f) -> str:
+        return (f'<li><span class="badge {f.severity.value}">{f.severity.value}</span>'
+                f'<a href="#{anchor}f{index[id(f)]}">{escape(f.title)}</a> <code>{escape(f.code)}</code>')
+
+    # what a root cause explains is listed under it
+    items = "".join(item(root) + (f"<ul>{''.join(item(e) + '</li>' for e in explained)}</ul>" if explained else "")
+                    + "</li>" for root, explained in report.groups())
     text = (f"<ul>{items}</ul>" if items else
             "<p>No problem found by the checks that could run on this data.</p>")
-    first = next((f for f in report.findings if f.severity.value != "info" and f.fixes), None)
-    if first is not None:
-        text += (f"<p><b>First thing to do:</b> {escape(first.fixes[0].action)} "
-                 f"<span class=\"meta\">(for <code>{escape(first.code)}</code>)</span></p>")
+    todo = first_thing_to_do(report)
+    if todo is not None:
+        text += (f"<p><b>First thing to do:</b> {escape(todo[1].action)} "
+                 f"<span class=\"meta\">(for <code>{escape(todo[0].code)}</code>)</span></p>")
     return f'<div class="card"><h3>Summary {_counts_html(counts)}</h3>{text}</div>'
 
 
 def _finding_card(report, f, anchor: str) -> str:
     sev = f.severity.value
     about = "about" if report.kind == "probe" else "metric"
-    head = (f'<div class="card {sev}" id="{anchor}"><h3><span class="badge {sev}">{sev}</span>'
+    explained = depth_of(report, f) > 0
+    by = (f" &middot; explained by <code>{escape(f.explained_by)}</code> above" if explained else "")
+    head = (f'<div class="card {sev}{" explained" if explained else ""}" id="{anchor}">'
+            f'<h3><span class="badge {sev}">{sev}</span>'
             f"{escape(f.title)}</h3><p class=\"meta\"><code>{escape(f.code)}</code>"
             f"{' &middot; ' + about + ' <code>' + escape(f.metric) + '</code>' if f.metric else ''}"
-            f"{' &middot; ' + escape(str(f.steps[0])) + '–' + escape(str(f.steps[1])) if f.steps else ''}</p>")
+            f"{' &middot; ' + escape(str(f.steps[0])) + '–' + escape(str(f.steps[1])) if f.steps else ''}{by}</p>")
     out = [head, _finding_plot(report, f)]
     if f.explanation:
         out.append(f"<p>{escape(f.explanation)}</p>")
@@ -162,7 +172,10 @@ def _finding_card(report, f, anchor: str) -> str:
         for fix in f.fixes:
             code = f"<pre><code>{escape(fix.code)}</code></pre>" if fix.code else ""
             lis.append(f"<li><b>{escape(fix.action)}</b> <span class=\"why\">{escape(fix.why)}</span>{code}</li>")
-        out.append(f'<ol class="fixes">{"".join(lis)}</ol>')
+        fixes = f'<ol class="fixes">{"".join(lis)}</ol>'
+        # an explained finding's own advice is beside the point: the cause's fix comes first
+        out.append(f"<details><summary>its own advice, if the cause above is ruled out</summary>{fixes}</details>"
+                   if explained else fixes)
     out.append("</div>")
     return "".join(out)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from ._common import (
     SEVERITY_ICON,
+    depth_of,
+    first_thing_to_do,
     fmt_value,
     key_numbers,
     over_time,
@@ -54,33 +56,46 @@ def render_markdown(report) -> str:
             counts[f.severity.value] = counts.get(f.severity.value, 0) + 1
         out += [", ".join(f"{v} {k}{'s' if v != 1 else ''}" for k, v in counts.items()) + ".", ""]
         out += ["**Key findings:**", ""]
-        for f in report.findings:
+        for f in report.findings:  # what a cause explains is indented under it
             nums = key_numbers(f)[:4]
             tail = f" ({', '.join(f'{k}={fmt_value(v)}' for k, v in nums)})" if nums else ""
-            out.append(f"- {SEVERITY_ICON[f.severity.value]} **{_md_escape(f.title)}**"
-                       f" [{_code(f.code)}{', ' + _code(f.metric) if f.metric else ''}]{tail}")
+            by = f" — explained by {_code(f.explained_by)}" if depth_of(report, f) else ""
+            out.append(f"{'  ' * depth_of(report, f)}- {SEVERITY_ICON[f.severity.value]} "
+                       f"**{_md_escape(f.title)}** [{_code(f.code)}{', ' + _code(f.metric) if f.metric else ''}]"
+                       f"{tail}{by}")
         out.append("")
 
-        act = [f for f in report.findings if f.severity.value != "info"]
-        info = [f for f in report.findings if f.severity.value == "info"]
-        first = next((f for f in act if f.fixes), None)
-        if first is not None:
-            out += [f"**First thing to do:** {_md_escape(first.fixes[0].action)} (for {_code(first.code)}).", ""]
+        groups = report.groups()
+        act = [g for g in groups if g[0].severity.value != "info"]
+        info = [g for g in groups if g[0].severity.value == "info"]
+        todo = first_thing_to_do(report)
+        if todo is not None:
+            out += [f"**First thing to do:** {_md_escape(todo[1].action)} (for {_code(todo[0].code)}).", ""]
         for heading, group in (("Root cause", act), ("Also noticed (context, no action needed)", info)):
             if not group:
                 continue
             out += [f"## {heading}", ""]
-            for i, f in enumerate(group, 1):
+            for i, (f, explained) in enumerate(group, 1):
                 out += [f"### {i}. {_md_escape(f.title)}", ""]
                 if f.explanation:
                     out += [_md_escape(f.explanation), ""]
                 if group is act:
                     out += _over_time_block(report, f)
                 out += _evidence_block(f)
+                if explained:
+                    out += ["**What this explains** (not separate problems; their own advice does not apply):", ""]
+                    for j, e in enumerate(explained, 1):
+                        out += [f"#### {i}.{j}. {_md_escape(e.title)} "
+                                f"[{_code(e.code)}{', ' + _code(e.metric) if e.metric else ''}]", ""]
+                        if e.explanation:
+                            out += [_md_escape(e.explanation), ""]
+                        out += _evidence_block(e)
 
         seen: set[str] = set()
         fixes = []
-        for f in report.findings:  # findings come ordered by severity; keep the first of a repeated fix
+        for f in report.findings:  # root causes first; what a cause explains adds no fix of its own
+            if f.explained_by is not None and depth_of(report, f):
+                continue
             for fix in f.fixes:
                 if fix.action not in seen:
                     seen.add(fix.action)
@@ -93,6 +108,7 @@ def render_markdown(report) -> str:
                 if fix.code:
                     out += ["```python", fix.code.replace("```", "'''"), "```", ""]
 
+        act = [f for f, _ in act]
         if act:
             out += ["## Verification steps", "",
                     "After the fix, run the same training and check the new run with "

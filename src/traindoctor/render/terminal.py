@@ -1,8 +1,10 @@
 """Terminal output: rich (colour by severity, tables) on a TTY, plain text otherwise.
 
 Plain text is also what `str(report)` gives, what pipes and CI logs get, and the fallback when
-rich is not installed. Both show the same content: findings with their key numbers, the fixes,
-what could not be checked, and (with show_series) every series read and its role.
+rich is not installed. Both show the same content. By default it is what a tired person reads:
+the root cause with its key numbers and the first thing to do, then one line per other finding
+(the ones a cause explains indented under it). `verbose` adds, for every finding, the
+explanation, the thresholds, every key number and every fix, and what could not be checked.
 """
 
 from __future__ import annotations
@@ -10,16 +12,19 @@ from __future__ import annotations
 import sys
 import textwrap
 
-from ._common import fmt_value, key_numbers, run_name, thresholds
+from ._common import depth_of, first_thing_to_do, fmt_value, key_numbers, run_name, thresholds
 
 __all__ = ["render_plain", "print_reports", "use_rich"]
 
 _STYLE = {"error": "bold red", "warning": "bold yellow", "info": "cyan"}
-_KEY_LIMIT = 8  # key numbers shown per finding in the terminal; the rest are in --md/--html/--json
+_KEY_LIMIT = 8  # key numbers shown per finding in --verbose; the rest are in --md/--html/--json
+_HEAD_KEYS = 6  # key numbers shown for the headline by default
 
 
 def _wrap(text: str, indent: str = "    ") -> list[str]:
-    return textwrap.wrap(text, 100, initial_indent=indent, subsequent_indent=indent) or [indent]
+    # never split a word: paths and code names must stay copyable
+    return textwrap.wrap(text, 100, initial_indent=indent, subsequent_indent=indent,
+                         break_long_words=False, break_on_hyphens=False) or [indent]
 
 
 def _series_rows(report) -> list[tuple[str, str, str, str, str]]:
@@ -47,7 +52,23 @@ def _counts(report) -> str:
     return ", ".join(f"{n} {sev}{'s' if n != 1 else ''}" for sev, n in counts.items())
 
 
-def render_plain(report, show_series: bool = False) -> str:
+def _nums(f, limit: int) -> str:
+    nums = key_numbers(f)
+    shown = ", ".join(f"{k}={fmt_value(v)}" for k, v in nums[:limit])
+    return shown + (", ..." if len(nums) > limit else "")
+
+
+def _one_line(report, f) -> str:
+    """`SEVERITY code: title [metric]`, indented two spaces per level of explanation."""
+    depth = depth_of(report, f)
+    pad = "  " * depth
+    arrow = "-> " if depth else ""
+    tail = f"  [{f.metric}]" if f.metric else ""
+    why = f"  (explained by {f.explained_by})" if depth else ""
+    return f"{pad}{arrow}{f.severity.value.upper():7} {f.code}: {f.title}{tail}{why}"
+
+
+def _header(report, show_series: bool) -> list[str]:
     src = report.source or {}
     lines = []
     head = f"traindoctor {report.kind}: {run_name(report)}"
@@ -72,27 +93,65 @@ def render_plain(report, show_series: bool = False) -> str:
         lines.append("no findings: nothing wrong found by the checks that could run")
     else:
         lines.append("findings: " + _counts(report))
-    for f in report.findings:
-        lines.append("")
-        lines.append(f"{f.severity.value.upper():7} {f.code}: {f.title}")
-        nums = key_numbers(f)
-        if nums:
-            shown = ", ".join(f"{k}={fmt_value(v)}" for k, v in nums[:_KEY_LIMIT])
-            lines += _wrap(shown + (", ..." if len(nums) > _KEY_LIMIT else ""), "        ")
-        th = thresholds(f)
-        if th:
-            lines += _wrap("thresholds: " + ", ".join(f"{k}={fmt_value(v)}" for k, v in th.items()), "        ")
-        if f.explanation:
-            lines += _wrap(f.explanation, "        ")
-        for i, fix in enumerate(f.fixes, 1):
-            lines += _wrap(f"fix {i}: {fix.action}", "        ")
-            if fix.code:
-                lines += [f"            {c}" for c in fix.code.splitlines()]
-    if report.skipped:
+    return lines
+
+
+def render_plain(report, show_series: bool = False, verbose: bool = False) -> str:
+    lines = _header(report, show_series)
+    if verbose:
+        lines += _verbose_findings(report)
+    elif report.findings:
+        lines += _short_findings(report)
+    if report.skipped and verbose:
         lines.append("")
         lines.append(f"not checked ({len(report.skipped)}):")
         lines += [f"  {s.code}: {s.reason}" for s in report.skipped]
+    elif report.skipped:
+        n = len(report.skipped)
+        lines.append(f"not checked: {n} check{'s' if n != 1 else ''} (--verbose says why)")
     return "\n".join(lines)
+
+
+def _short_findings(report) -> list[str]:
+    """The headline with its key numbers and first fix; one line for every other finding."""
+    lead = report.findings[0]
+    lines = ["", _one_line(report, lead)]
+    if key_numbers(lead):
+        lines += _wrap(_nums(lead, _HEAD_KEYS), "        ")
+    todo = first_thing_to_do(report)
+    if todo is not None:
+        f, fix = todo
+        lines += _wrap(f"first thing to do: {fix.action}" + ("" if f is lead else f" (for {f.code})"),
+                       "        ")
+        if fix.code:
+            lines += [f"            {c}" for c in fix.code.splitlines()]
+    rest = report.findings[1:]
+    if rest:
+        lines.append("")
+        lines += [_one_line(report, f) for f in rest]
+    lines += ["", "(--verbose: explanations, thresholds and every fix; --html/--md/--json: full evidence)"]
+    return lines
+
+
+def _verbose_findings(report) -> list[str]:
+    lines = []
+    for f in report.findings:
+        pad = "  " * depth_of(report, f)
+        lines.append("")
+        lines.append(_one_line(report, f))
+        body = pad + "        "
+        if key_numbers(f):
+            lines += _wrap(_nums(f, _KEY_LIMIT), body)
+        th = thresholds(f)
+        if th:
+            lines += _wrap("thresholds: " + ", ".join(f"{k}={fmt_value(v)}" for k, v in th.items()), body)
+        if f.explanation:
+            lines += _wrap(f.explanation, body)
+        for i, fix in enumerate(f.fixes, 1):
+            lines += _wrap(f"fix {i}: {fix.action}", body)
+            if fix.code:
+                lines += [f"{body}    {c}" for c in fix.code.splitlines()]
+    return lines
 
 
 def use_rich(file) -> bool:
@@ -109,17 +168,18 @@ def use_rich(file) -> bool:
     return True
 
 
-def print_reports(reports, show_series: bool = False, file=None) -> None:
+def print_reports(reports, show_series: bool = False, file=None, verbose: bool = False) -> None:
     file = file or sys.stdout
     if use_rich(file):
-        _print_rich(reports, show_series, file)
+        _print_rich(reports, show_series, file, verbose)
     else:
-        print("\n\n".join(render_plain(r, show_series) for r in reports), file=file)
+        print("\n\n".join(render_plain(r, show_series, verbose) for r in reports), file=file)
 
 
-def _print_rich(reports, show_series: bool, file) -> None:
+def _print_rich(reports, show_series: bool, file, verbose: bool = False) -> None:
     from rich.console import Console, Group
     from rich.markup import escape
+    from rich.padding import Padding
     from rich.panel import Panel
     from rich.syntax import Syntax
     from rich.table import Table
@@ -154,25 +214,29 @@ def _print_rich(reports, show_series: bool, file) -> None:
             console.print(Text("✓ no findings: nothing wrong found by the checks that could run", style="green"))
         else:
             console.print(Text("findings: " + _counts(report), style="bold"))
-        for f in report.findings:
+        shown = report.findings if verbose else report.findings[:1]
+        for f in shown:
             style = _STYLE[f.severity.value]
+            brief = not verbose  # the headline by default: key numbers and the first fix only
             body = []
             nums = key_numbers(f)
             if nums:
                 kv = Table.grid(padding=(0, 2))
                 kv.add_column(style="dim")
                 kv.add_column()
-                for k, v in nums[:_KEY_LIMIT]:
+                for k, v in nums[: _HEAD_KEYS if brief else _KEY_LIMIT]:
                     kv.add_row(Text(k), Text(fmt_value(v)))
                 body.append(kv)
             th = thresholds(f)
-            if th:
+            if th and not brief:
                 body.append(Text("thresholds: " + ", ".join(f"{k}={fmt_value(v)}" for k, v in th.items()),
                                  style="dim"))
-            if f.explanation:
+            if f.explanation and not brief:
                 body.append(Text(f.explanation))
-            for i, fix in enumerate(f.fixes, 1):
-                line = Text(f"fix {i}: ", style="bold green")
+            todo = first_thing_to_do(report)
+            fixes = list(enumerate(f.fixes, 1)) if not brief else ([("first thing to do", todo[1])] if todo else [])
+            for i, fix in fixes:
+                line = Text(f"fix {i}: " if isinstance(i, int) else f"{i}: ", style="bold green")
                 line.append(fix.action, style="bold")
                 line.append(f"  ({fix.why})", style="dim")
                 body.append(line)
@@ -181,9 +245,34 @@ def _print_rich(reports, show_series: bool, file) -> None:
             title = f"[{style}]{f.severity.value.upper()}[/] {escape(f.code)}"
             if f.metric:
                 title += f" [dim]{escape(f.metric)}[/]"
-            console.print(Panel(Group(Text(f.title, style="bold"), *body), title=title, title_align="left",
-                                border_style=style.split()[-1]))
-        if report.skipped:
+            if f.explained_by:
+                title += f" [dim](explained by {escape(f.explained_by)})[/]"
+            panel = Panel(Group(Text(f.title, style="bold"), *body), title=title, title_align="left",
+                          border_style=style.split()[-1])
+            console.print(Padding(panel, (0, 0, 0, 4 * depth_of(report, f))))
+        if not verbose and len(report.findings) > 1:  # one line each, wrapped inside its column
+            grid = Table.grid(padding=(0, 1))
+            grid.add_column(no_wrap=True)
+            grid.add_column(no_wrap=True)
+            grid.add_column()
+            for f in report.findings[1:]:
+                depth = depth_of(report, f)
+                body = Text(f"{f.code}: ", style="bold")
+                body.append(f.title)
+                if f.metric:
+                    body.append(f"  [{f.metric}]", style="dim")
+                if depth:
+                    body.append(f"  (explained by {f.explained_by})", style="dim")
+                grid.add_row(Text("  " * depth + ("-> " if depth else "")),
+                             Text(f.severity.value.upper(), style=_STYLE[f.severity.value]), body)
+            console.print(grid)
+        if not verbose and report.findings:
+            console.print(Text("--verbose: explanations, thresholds and every fix; "
+                               "--html/--md/--json: full evidence", style="dim"))
+        if report.skipped and verbose:
             console.print(Text(f"not checked ({len(report.skipped)}): "
                                + "; ".join(f"{s.code} ({s.reason})" for s in report.skipped), style="dim"))
+        elif report.skipped:
+            n = len(report.skipped)
+            console.print(Text(f"not checked: {n} check{'s' if n != 1 else ''} (--verbose says why)", style="dim"))
         console.print()
