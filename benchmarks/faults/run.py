@@ -242,6 +242,20 @@ def _quiet_worker():
     _quiet().__enter__()  # a pool worker: quiet for its whole life
 
 
+def corpus_track() -> dict | None:
+    """The second diagnose track: benchmarks/corpus.py on the real public logs of ../shared/corpus."""
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "corpus.py"
+    if not script.is_file():
+        return None
+    done = subprocess.run([sys.executable, str(script), "--json"], capture_output=True, text=True,
+                          env={**os.environ}, timeout=600)
+    if done.returncode not in (0, 1):
+        return {"error": (done.stderr or done.stdout).strip().splitlines()[-1:]}
+    return json.loads(done.stdout)["totals"]
+
+
 def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}"
 
@@ -267,6 +281,8 @@ def main(argv=None) -> int:
     meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
             "seconds": round(time.time() - t0, 1), "plan": "quick" if args.quick else "full",
             "command": "PYTHONPATH=src python3 -m benchmarks.faults.run " + " ".join(argv or sys.argv[1:])}
+    if not args.quick:
+        meta["corpus"] = corpus_track()
     out = Path(args.out or Path(__file__).with_name("results_quick.json" if args.quick else "results.json"))
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     print(tables(rows, meta))

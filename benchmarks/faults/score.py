@@ -91,6 +91,7 @@ def tables(rows: list[dict], meta: dict) -> str:
     ops = [op for op in EXPECTED if any(r["op"] == op for r in rows)]
     lines = [f"Date: {meta.get('date')}  Machine: {meta.get('machine')}  Wall: {meta.get('seconds')} s  "
              f"Cases: {len(rows)} ({sum(r['op'] == 'clean' for r in rows)} clean)", "",
+             f"Corpus track (benchmarks/corpus.py on ../shared/corpus): {meta.get('corpus')}", "",
              "### Detection per operator (cases where an expected code was raised at warning or above)", ""]
     cols = WAYS + PEER_COLUMNS
     lines.append("| operator | " + " | ".join(cols) + " | watch median latency (steps) |")
