@@ -84,3 +84,38 @@ def test_log_scale_needs_positive_values_spanning_decades():
     assert not log_scale(np.array([1.0, 2.0, 3.0]), 3.0)
     assert not log_scale(np.array([-1.0, 1e5, 1.0]), 3.0)
     assert log_scale(np.array([1e-4, 1.0, np.nan]), 3.0)
+
+
+def _blowup_run(seed, *, blow=True, aux=False):
+    """A classifier's loss from ln 2 = 0.69: with `blow`, an LR far too high throws it to ~5000 in the
+    first ten steps before it comes back down (breast_cancer at 300x the LR); `aux` adds a KL-like
+    term that rightly grows from 0.001 to 0.05."""
+    r = np.random.default_rng(seed)
+    n = 120
+    t = np.arange(n, dtype=float)
+    loss = 0.1 + 0.59 * np.exp(-t / 25) + 0.01 * r.standard_normal(n)
+    if blow:
+        loss[2:12] = np.geomspace(50, 5000, 10) * (1 + 0.05 * r.standard_normal(10))
+        loss[12:30] = np.geomspace(500, 0.3, 18)
+    series = {"train_loss": td.Series("train_loss", t, loss)}
+    if aux:
+        series["train/kl_loss"] = td.Series("train/kl_loss", t, 0.001 + 0.05 * (1 - np.exp(-t / 10)))
+    return td.RunHistory(series)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_blowup_from_the_first_point_warns_even_when_the_loss_comes_back(seed):
+    (f,) = [f for f in td.diagnose(_blowup_run(seed)).findings if f.code == "loss_spikes"]
+    assert f.severity == td.Severity.WARNING and f.metric == "train_loss"
+    assert f.evidence["explosions"] == 1 and f.evidence["largest_level_before"] == pytest.approx(
+        _blowup_run(seed).series["train_loss"].values[0], rel=1e-3)
+    assert f.evidence["peak_to_level"][0] >= f.evidence["thresholds"]["explosion_factor"]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_a_healthy_main_loss_beside_a_growing_auxiliary_term_is_no_explosion(seed):
+    report = td.diagnose(_blowup_run(seed, blow=False, aux=True))
+    assert not [f for f in report.findings if f.code == "loss_spikes" and f.metric == "train_loss"]
+    # the rule is the main loss's: the auxiliary term's 50x rise from its first value is not an explosion
+    assert all(f.evidence["explosions"] == 0 for f in report.findings
+               if f.code == "loss_spikes" and f.metric == "train/kl_loss")

@@ -158,6 +158,38 @@ def _progress_lost(vals, events, noise, log, p) -> dict | None:
     return {"best_before_spikes": sig(conv(best)), "tail_median": sig(conv(tail)), "tail_points": k}
 
 
+def _early_blowup(values, vals, events, noise, p) -> list[dict]:
+    """`events`, with the main training loss's climb to `explosion_factor` x its first value as
+    one event in place of any event around the same peak (measured from the start, not from a
+    level that was itself already blown up).
+
+    find_spikes cannot see a blow-up in the first points (there is no level before them yet),
+    and divergence says nothing once the loss has come back down. But a step should never take
+    the loss far above where the untrained model started (about chance): 10x the first value
+    means the weights were thrown far off, as by an LR far too high, whether or not the run
+    recovered (Pascanu et al. 2013). Only the main training loss: an auxiliary term (a KL
+    weight's warm-up) may rightly start near 0 and grow."""
+    first = float(values[0])
+    peak = int(np.argmax(values))
+    if not (first > 0 and peak > 0 and values[peak] >= p["explosion_factor"] * first):
+        return events
+    if any(e["start"] <= peak <= e["end"] and e["level"] <= first for e in events):
+        return events  # already an event measured from a level no higher than the start
+    events = [e for e in events if not e["start"] <= peak <= e["end"]]
+    window = smooth_window(values.size)
+    after = vals[peak + 1: peak + 1 + window]
+    if after.size < 3:
+        recovered, after_level = None, None  # the run ends in it: divergence's call
+    else:
+        limit = vals[0] + p["recover_fraction"] * (vals[peak] - vals[0])
+        recovered, after_level = bool(np.median(after) <= limit), float(np.median(after))
+    if after_level is not None and vals is not values:  # on log10: back to the loss's units
+        after_level = float(10 ** after_level)
+    return [{"start": 1, "end": peak, "peak": peak, "level": first,
+             "z": float((vals[peak] - vals[0]) / noise) if noise > 0 else math.inf,
+             "after": after_level, "recovered": recovered}] + events
+
+
 def _loss_curves(history: RunHistory) -> list:
     """The main training loss, then every other loss (components, validation: a validation
     loss is computed on fixed data, so its jumps are the weights' jumps), one per quantity."""
@@ -183,6 +215,8 @@ def _one(history, raw, s, p):
         for e in events:
             e["level"] = float(10 ** e["level"])
             e["after"] = None if e["after"] is None else float(10 ** e["after"])
+    if raw is history.primary("train_loss"):
+        events = _early_blowup(s.values, vals, events, noise, p)
     if not events:
         return
     x = s.x()
