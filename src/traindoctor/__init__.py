@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Loaded here, under another name, so that the function `compare` below keeps its name: the first
 # import of a submodule binds it on the package, which used to replace td.compare by the module
