@@ -728,38 +728,23 @@ def add_arguments(p) -> None:
                    help="the lowest severity that runs --exec (default: error)")
 
 
-def _positive(text: str) -> float:
+def _number(what: str, ok, rule: str):
+    """An argparse type: a float that `ok` accepts, else one line saying what was expected."""
     import argparse
 
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
-    return v
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text!r}")
+        return v
+
+    return parse
 
 
-def _percent(text: str) -> float:
-    import argparse
-
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a percentage, got {text!r}") from None
-    if not 0 < v <= 100:
-        raise argparse.ArgumentTypeError(f"must be in (0, 100], got {text!r}")
-    return v
-
-
-def _non_negative(text: str) -> float:
-    import argparse
-
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of minutes, got {text!r}") from None
-    if not v >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return v
+_positive = _number("a number of seconds", lambda v: v > 0, "> 0")
+_percent = _number("a percentage", lambda v: 0 < v <= 100, "in (0, 100]")
+_non_negative = _number("a number of minutes", lambda v: v >= 0, ">= 0")
 
